@@ -1,0 +1,37 @@
+"""Errors that reach the user as one line: where, what was received, how to fix."""
+
+
+class NasscaleError(Exception):
+    """Base class; ``str(error)`` is a single line fit for a terminal."""
+
+
+class SpecError(NasscaleError, ValueError):
+    """An architecture or search-space field holds a bad value.
+
+    ``path`` is the dotted field path (``stages[2].stride``); ``source`` the file it came from, if any.
+    """
+
+    def __init__(self, path: str, message: str, *, source: str | None = None):
+        self.path = path
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
+
+    def with_source(self, source: str) -> "SpecError":
+        return SpecError(self.path, self.message, source=source)
+
+
+class UnknownNameError(NasscaleError, KeyError):
+    """A preset, space, study or trial name that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataError(NasscaleError):
+    """A dataset is missing or malformed."""
+
+
+class TrainingDiverged(NasscaleError):
+    """The loss became NaN or infinite; the trial fails, the study goes on."""

@@ -1,0 +1,1 @@
+"""Ways to score an architecture: proxy training, zero-cost proxies."""
