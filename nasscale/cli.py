@@ -99,8 +99,9 @@ def cost(
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"{target}  (arch_id {report['arch_id']}, {arch.resolution}x{arch.resolution}, "
-                        f"{arch.in_channels} in, {arch.num_classes} classes)")
+    console.print(f"{target}: arch_id {report['arch_id']}, {arch.resolution}x{arch.resolution}, "
+                  f"{arch.in_channels} in, {arch.num_classes} classes", highlight=False)
+    table = Table()
     for column in ("part", "params", "MACs"):
         table.add_column(column, justify="left" if column == "part" else "right")
     for part in report["parts"]:

@@ -1,0 +1,46 @@
+"""The analytic cost equals, to the unit, the built model's parameter count, fvcore's MACs and torch's
+FlopCounterMode / 2, on 200 seeded random architectures."""
+
+import random
+
+import pytest
+import torch
+
+from nasscale.build import build
+from nasscale.cost import cost, cost_breakdown
+from nasscale.measure import count_parameters, example_input, fvcore_macs, torch_macs
+
+from nasscale.testing import random_arch
+
+SEEDS = range(200)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_analytic_cost_equals_built_model_and_both_oracles(seed):
+    arch = random_arch(random.Random(seed))
+    analytic = cost(arch)
+    model = build(arch).eval()
+    example = example_input(arch, batch_size=2)
+    assert count_parameters(model) == analytic.params
+    assert fvcore_macs(model, example) == analytic.macs
+    assert torch_macs(model, example) == analytic.macs
+    with torch.no_grad():
+        assert model(example).shape == (2, arch.num_classes)
+
+
+def test_breakdown_sums_to_total():
+    arch = random_arch(random.Random(7))
+    parts = cost_breakdown(arch)
+    assert [part.name for part in parts][0] == "stem" and parts[-1].name == "head"
+    assert sum(part.params for part in parts) == cost(arch).params
+    assert sum(part.macs for part in parts) == cost(arch).macs
+
+
+def test_random_architectures_cover_every_block_type_and_option():
+    archs = [random_arch(random.Random(seed)) for seed in SEEDS]
+    stages = [stage for arch in archs for stage in arch.stages]
+    assert {stage.block for stage in stages} == set(__import__("nasscale.arch").arch.BlockType)
+    assert {stage.stride for stage in stages} == {1, 2}
+    assert any(stage.se_ratio > 0 for stage in stages) and any(stage.se_ratio == 0 for stage in stages)
+    assert {arch.in_channels for arch in archs} == {1, 3}
+    assert any(arch.resolution % 2 == 1 for arch in archs)
