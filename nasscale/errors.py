@@ -35,3 +35,16 @@ class DataError(NasscaleError):
 
 class TrainingDiverged(NasscaleError):
     """The loss became NaN or infinite; the trial fails, the study goes on."""
+
+
+class ScalingError(NasscaleError, ValueError):
+    """A scaling request no configuration can meet: an unreachable MAC budget, an empty feasible grid."""
+
+
+class SpaceError(NasscaleError, ValueError):
+    """A search space has problems. Unlike the other errors it may span several lines: ``problems`` holds one
+    line per problem, each ``FILE: field.path: message``, so one run shows everything to fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

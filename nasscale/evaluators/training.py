@@ -25,6 +25,7 @@ from nasscale.errors import DataError, SpecError, TrainingDiverged
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
 SGD_MOMENTUM = 0.9
+RECALIBRATION_BATCHES = 8
 EVALUATION_BATCH_FACTOR = 4  # no gradients are kept, so evaluation batches can be larger
 RESIZED_COPIES_PER_DATASET = 2  # one copy of Fashion-MNIST at 32 px is ~250 MB
 
@@ -118,6 +119,7 @@ def _train(model: nn.Module, train: Dataset, validation: Dataset, settings: Trai
         training_seconds += time.perf_counter() - epoch_start
         epoch_images = sum(len(batch) for batch in batches)
         images_trained += epoch_images
+        _recalibrate_batch_norm(model, train_images, batches)
         accuracy = _accuracy(model, validation_images, validation_labels,
                              batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR, epoch=epoch)
         record = EpochRecord(epoch, sum(losses) / epoch_images, accuracy, time.perf_counter() - epoch_start)
@@ -143,6 +145,28 @@ def _train_step(images: torch.Tensor, labels: torch.Tensor, *, model: nn.Module,
     optimizer.step()
     scheduler.step()
     return value
+
+
+def _recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batches: tuple[torch.Tensor, ...]) -> None:
+    """Re-estimate BatchNorm statistics with the current weights before validating.
+
+    After a few hundred steps the running averages still lag far behind the weights, so a short proxy
+    run would be judged by stale statistics (near-chance accuracy) rather than by what it learned.
+    Recalibrating on a few training batches is the usual remedy in NAS evaluation.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [module.momentum for module in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # a cumulative average over the recalibration batches
+    model.train()
+    with torch.no_grad():
+        for batch in batches[:RECALIBRATION_BATCHES]:
+            model(images[batch])
+    for module, momentum in zip(norms, momenta, strict=True):
+        module.momentum = momentum
 
 
 def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, epoch: int) -> float:
