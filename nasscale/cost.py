@@ -202,6 +202,7 @@ def cost_report(arch: Arch, *, check: bool = False) -> dict:
             "params_built": counts.params_built,
             "macs_fvcore": counts.macs_fvcore,
             "macs_torch": counts.macs_torch,
-            "counts_agree": counts.params_built == total.params and counts.macs_fvcore == total.macs == counts.macs_torch,
+            "counts_agree": (counts.params_built == total.params
+                             and counts.macs_fvcore == total.macs == counts.macs_torch),
         }
     return report

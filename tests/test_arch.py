@@ -22,7 +22,6 @@ from nasscale.arch import (
 )
 from nasscale.errors import SpecError
 from nasscale.presets import efficientnet_b0
-
 from nasscale.testing import random_arch
 
 

@@ -9,7 +9,6 @@ import torch
 from nasscale.build import build
 from nasscale.cost import cost, cost_breakdown
 from nasscale.measure import count_parameters, example_input, fvcore_macs, torch_macs
-
 from nasscale.testing import random_arch
 
 SEEDS = range(200)
