@@ -1,0 +1,168 @@
+"""A search's settings as one frozen dataclass: read from a study config (studies/*.yaml), overridden
+by command-line flags, validated in one place, and stored in the study so the study explains itself.
+
+Light core: no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasscale.errors import SpecError
+from nasscale.units import parse_count
+
+# Each objective with its Optuna direction.
+OBJECTIVE_DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
+SAMPLER_NAMES = ("nsga2", "tpe", "random")
+REWARD_NAMES = ("mnas",)
+DEFAULT_STORAGE = "sqlite:///nasscale.db"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchConfig:
+    space: str = "mnas"  # a built-in space name or a YAML file
+    data: str = "digits"  # digits | fashion-mnist[:DIR] | imagefolder:DIR | cifar10:DIR
+    study: str | None = None  # default: "<space>-<data>"
+    storage: str = DEFAULT_STORAGE
+    trials: int = 20  # total trained trials in the study; re-running resumes up to this number
+    timeout: float | None = None  # seconds for this run
+    objectives: tuple[str, ...] = ("accuracy", "macs")
+    max_macs: int | None = None
+    max_params: int | None = None
+    sampler: str = "nsga2"
+    population_size: int = 8  # NSGA-II generation size
+    reward: str | None = None  # "mnas": single objective ACC x (MACs / target_macs) ^ reward_exponent
+    target_macs: int | None = None
+    reward_exponent: float = -0.07
+    seed: int = 0
+    # Proxy training
+    epochs: int = 3
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    label_smoothing: float = 0.1
+    proxy_resolution: int | None = 32  # images are resized to this for training; cost is at the space's resolution
+    validation_fraction: float = 0.2
+    max_train_samples: int | None = None
+    threads: int = 1  # torch threads per trial; more only pays on an idle machine
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+    @property
+    def study_name(self) -> str:
+        if self.study:
+            return self.study
+        space = Path(self.space).stem if self.space.endswith((".yaml", ".yml")) else self.space
+        return f"{space}-{self.data.split(':', 1)[0]}"
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.reward is None and len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        if self.reward is not None:
+            return ["maximize"]
+        return [OBJECTIVE_DIRECTIONS[name] for name in self.objectives]
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [f"reward_{self.reward}"] if self.reward else list(self.objectives)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["objectives"] = list(self.objectives)
+        return data
+
+
+CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(SearchConfig))
+COUNT_FIELDS = ("max_macs", "max_params", "target_macs")
+
+
+def validate_config(config: SearchConfig) -> None:
+    if not config.objectives:
+        raise SpecError("objectives", "name at least one of accuracy, macs, params")
+    for name in config.objectives:
+        if name not in OBJECTIVE_DIRECTIONS:
+            raise SpecError("objectives", f"unknown objective {name!r}; choose from {', '.join(OBJECTIVE_DIRECTIONS)}")
+    if len(set(config.objectives)) != len(config.objectives):
+        raise SpecError("objectives", f"names an objective twice: {','.join(config.objectives)}")
+    if "accuracy" not in config.objectives and config.reward is None:
+        raise SpecError("objectives", "must include accuracy (a search that never trains is 'nasscale sample')")
+    if config.sampler not in SAMPLER_NAMES:
+        raise SpecError("sampler", f"must be one of {', '.join(SAMPLER_NAMES)}, got {config.sampler!r}")
+    if config.reward is not None:
+        if config.reward not in REWARD_NAMES:
+            raise SpecError("reward", f"must be one of {', '.join(REWARD_NAMES)}, got {config.reward!r}")
+        if config.target_macs is None:
+            raise SpecError("target_macs", "is required with --reward mnas (the T of ACC x (MACs/T)^w), e.g. 400M")
+    for name in ("trials", "epochs", "batch_size", "population_size", "threads"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(name, f"must be a positive integer, got {value!r}")
+    if config.population_size < 2 and config.sampler == "nsga2":
+        raise SpecError("population_size", f"must be at least 2 for NSGA-II, got {config.population_size}")
+    for name in ("proxy_resolution", "max_train_samples", *COUNT_FIELDS):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SpecError(name, f"must be a positive integer, got {value!r}")
+    if config.timeout is not None and not config.timeout > 0:
+        raise SpecError("timeout", f"must be positive seconds, got {config.timeout!r}")
+    if not 0 < config.validation_fraction < 1:
+        raise SpecError("validation_fraction", f"must be in (0, 1), got {config.validation_fraction!r}")
+    if not config.learning_rate > 0:
+        raise SpecError("learning_rate", f"must be positive, got {config.learning_rate!r}")
+
+
+def _normalise(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:
+    """Accept YAML spellings: hyphenated keys, "400M" counts, "accuracy,macs" objectives."""
+    normalised: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in CONFIG_FIELDS:
+            raise SpecError(str(key), f"unknown key; valid keys are {', '.join(CONFIG_FIELDS)}", source=source)
+        if name in COUNT_FIELDS and value is not None:
+            try:
+                value = parse_count(value, name=name)
+            except SpecError as error:
+                raise error.with_source(source) if source else error from None
+        if name == "objectives" and isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        elif name == "objectives" and isinstance(value, list | tuple):
+            value = tuple(str(part).strip() for part in value)
+        normalised[name] = value
+    return normalised
+
+
+def make_config(file_values: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None, *,
+                source: str | None = None) -> SearchConfig:
+    """Config file values, then explicit overrides (flags the user gave; None means not given)."""
+    values = _normalise(file_values or {}, source)
+    values |= _normalise({key: value for key, value in (overrides or {}).items() if value is not None}, None)
+    try:
+        return SearchConfig(**values)
+    except SpecError as error:
+        raise error.with_source(source) if source and not error.source else error from None
+    except TypeError as error:  # a YAML value of the wrong shape
+        raise SpecError("", str(error), source=source) from None
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError("", "no such study config; see studies/ for examples", source=path)
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SpecError("", f"not valid YAML: {str(error).splitlines()[0]}", source=path) from None
+    if not isinstance(data, Mapping):
+        raise SpecError("", f"must be a mapping of settings, got {type(data).__name__}", source=path)
+    return dict(data)
