@@ -378,10 +378,35 @@ def train(
 # ------------------------------------------------------------------------------------------- entry point
 
 
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+
+
+def _stop_on_signal(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _install_stop_signals() -> None:
+    """SIGINT and SIGTERM stop the command the way Ctrl-C does: the running trial is marked failed and
+    every finished one is already stored. Set explicitly, because a process started in the background by
+    a shell inherits SIGINT ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_on_signal)
+        signal.signal(signal.SIGTERM, _stop_on_signal)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:  # only as the console script: in-process callers (tests) keep their own handlers
+        _install_stop_signals()
     try:
-        app(args=args, prog_name="nasscale", standalone_mode=False)
+        status = app(args=args, prog_name="nasscale", standalone_mode=False)
+        if status == INTERRUPTED:  # Typer turns Ctrl-C into this return value when not standalone
+            raise KeyboardInterrupt
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except click.exceptions.Exit as exit_request:
         sys.exit(exit_request.exit_code)
     except click.ClickException as usage_error:
@@ -389,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(usage_error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         print("nasscale: interrupted; finished trials are kept, run the same command to resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except NasscaleError as error:
         if state["debug"]:
             raise

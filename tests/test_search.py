@@ -248,3 +248,41 @@ def test_killed_search_resumes_without_losing_trials(tmp_path):
     assert all(complete[number] == values for number, values in survived.items())
     assert len(evaluated(study)) >= 6
     assert max(complete) > max(survived)  # numbering continued after the killed run's trials
+
+
+def test_spaces_and_sample_json_feed_cost(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "spaces", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and {"mnas", "efficientnetv2", "convnext", "tiny"} <= set(rows)
+    assert rows["tiny"]["size"] == 2048 and rows["mnas"]["macs_min"] < rows["mnas"]["macs_max"]
+    code, out, _ = run_cli(capsys, "sample", "--space", "mnas", "-n", "3", "--seed", "4", "--json")
+    items = json.loads(out)
+    assert code == 0 and len(items) == 3
+    again = json.loads(run_cli(capsys, "sample", "--space", "mnas", "-n", "3", "--seed", "4", "--json")[1])
+    assert [item["arch_id"] for item in items] == [item["arch_id"] for item in again]
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(items[0]))
+    code, out, _ = run_cli(capsys, "cost", str(path), "--json")
+    assert code == 0 and json.loads(out)["macs"] == items[0]["macs"]
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tmp_path):
+    command = [sys.executable, "-m", "nasscale.cli", "search", *FAST, "--epochs", "2", "--trials", "50",
+               "--storage", storage_url(tmp_path), "--study", "interrupted", "--sampler", "random"]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    complete = []
+    while time.monotonic() < deadline and len(complete) < 2:
+        time.sleep(0.5)
+        try:
+            complete = [trial.number for trial in load(tmp_path, "interrupted").trials
+                        if trial.state is optuna.trial.TrialState.COMPLETE]
+        except KeyError:
+            continue
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130
+    assert "interrupted; finished trials are kept" in err and "Traceback" not in err
+    kept = {trial.number for trial in load(tmp_path, "interrupted").trials
+            if trial.state is optuna.trial.TrialState.COMPLETE}
+    assert set(complete) <= kept

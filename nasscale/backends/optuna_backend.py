@@ -48,7 +48,8 @@ STUDY_ATTR_CONFIG = "nasscale_config"
 STUDY_ATTR_SPACE = "nasscale_space"
 STUDY_ATTR_OBJECTIVES = "nasscale_objectives"
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Failed trials are reported by nasscale (with their reason); Optuna would add a traceback per trial.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
