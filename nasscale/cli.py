@@ -286,8 +286,8 @@ class SearchProgressDisplay:
                         description=f"trial {number} ({format_count(trial_cost.macs)} MACs)")
 
     def epoch_finished(self, number, epoch, epochs, accuracy) -> None:
-        self.bars.update(self.epochs_task, completed=epoch + 1,
-                         description=f"trial {number} epoch {epoch + 1}/{epochs} acc {accuracy:.3f}")
+        self.bars.update(self.epochs_task, completed=epoch,
+                         description=f"trial {number} epoch {epoch}/{epochs} acc {accuracy:.3f}")
 
     def trial_finished(self, number, state, values) -> None:
         self._start()
@@ -364,7 +364,7 @@ def train(
 
     def on_epoch(record) -> None:
         if not as_json:
-            error_console.print(f"epoch {record.epoch + 1}/{epochs}: loss {record.train_loss:.4f}, "
+            error_console.print(f"epoch {record.epoch}/{epochs}: loss {record.train_loss:.4f}, "
                                 f"validation accuracy {record.validation_accuracy:.4f}", highlight=False)
 
     metrics = train_and_save(resolve_arch(arch), data, out, settings=settings, seed=seed, on_epoch=on_epoch)
