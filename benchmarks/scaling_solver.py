@@ -7,7 +7,10 @@ grid time per candidate against one ``cost(b0)`` call, and the cached grid again
 EfficientNet's released B1-B7 (MACs against B0 x 2^phi) and EfficientNetV2-S scaled non-uniformly to the
 V2-M/L budgets next to the published models.
 
-    python benchmarks/scaling_solver.py [--repeats 5]
+With ``--evaluated-grid K``, also times what ``nasscale scale --study`` does on top: the K feasible candidates
+closest to 2x of a digits-sized base, each proxy-trained for one epoch on digits, the most accurate winning.
+
+    python benchmarks/scaling_solver.py [--repeats 5] [--evaluated-grid 3]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+from nasscale.arch import Arch, BlockType, Stage
 from nasscale.cost import cost
 from nasscale.presets import efficientnet_b0
 from nasscale.scaling import (
@@ -125,9 +129,51 @@ def print_v2(rows: list[dict]) -> None:
               f"| params x{row['params_ratio']:.2f}")
 
 
+def digits_base() -> Arch:
+    """A searched-sized base for 8x8 digits upsampled to 16 px: 1 channel, 10 classes."""
+    mb = BlockType.MBCONV
+    return Arch(stages=(Stage(block=BlockType.SEPCONV, num_blocks=1, out_channels=16, stride=1),
+                        Stage(block=mb, num_blocks=2, out_channels=24, stride=2, expand_ratio=3, se_ratio=0.25),
+                        Stage(block=mb, num_blocks=2, out_channels=40, stride=2, expand_ratio=3)),
+                stem_channels=16, head_channels=128, resolution=32, in_channels=1, num_classes=10)
+
+
+def evaluated_grid(count: int) -> dict:
+    """The analytic grid, then ``count`` distinct candidates trained as ``nasscale scale --study`` trains them."""
+    from nasscale.cli_scale import ProxyEvaluator, distinct_candidates, evaluate_candidates
+    from nasscale.study import SearchConfig
+
+    base = digits_base()
+    start = time.perf_counter()
+    grid = solve_coefficients(base, tolerance=0.1)
+    grid_seconds = time.perf_counter() - start
+    evaluator = ProxyEvaluator(SearchConfig(data="digits", epochs=1, proxy_resolution=16), base.resolution, print)
+    load_seconds = time.perf_counter() - start - grid_seconds
+    closest = sorted(grid.feasible(), key=lambda row: (abs(row.deviation), row.params))
+    candidates = distinct_candidates(
+        closest, lambda row: scale_arch(base, width=row.beta, depth=row.alpha, resolution=row.resolution), count)
+    train_start = time.perf_counter()
+    result = evaluate_candidates(grid, candidates, evaluator, "grid")
+    train_seconds = time.perf_counter() - train_start
+    return {"base_macs": result.base_macs, "feasible": len(result.feasible()), "trained": len(candidates),
+            "grid_seconds": grid_seconds, "data_seconds": load_seconds, "train_seconds": train_seconds,
+            "seconds_per_candidate": train_seconds / len(candidates), "total_seconds": time.perf_counter() - start,
+            "best": result.best.as_dict()}
+
+
+def print_evaluated(figures: dict) -> None:
+    print(f"\nevaluated grid on digits: {figures['trained']} of {figures['feasible']} feasible candidates trained "
+          f"(1 epoch) in {figures['train_seconds']:.1f} s ({figures['seconds_per_candidate']:.1f} s each); "
+          f"analytic grid {figures['grid_seconds'] * 1e3:.0f} ms, data {figures['data_seconds']:.1f} s, total "
+          f"{figures['total_seconds']:.1f} s; best {figures['best']['alpha']:g}, {figures['best']['beta']:g}, "
+          f"{figures['best']['gamma']:g} at accuracy {figures['best']['accuracy']:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--evaluated-grid", type=int, default=0, metavar="K",
+                        help="also time K proxy-trained grid candidates on digits")
     args = parser.parse_args()
     base = efficientnet_b0()
     figures = timings(base, args.repeats)
@@ -140,9 +186,12 @@ def main() -> None:
           f"{paper['feasible_by_ideal_product_at_5pct']}, by rounded MACs: {paper['feasible_by_rounded_macs_at_5pct']}")
     v2 = efficientnetv2_comparison()
     print_v2(v2)
+    results = {"timings": figures, "ladder": ladder, "paper_coefficients": paper, "efficientnetv2": v2}
+    if args.evaluated_grid:
+        results["evaluated_grid"] = evaluated_grid(args.evaluated_grid)
+        print_evaluated(results["evaluated_grid"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"timings": figures, "ladder": ladder, "paper_coefficients": paper,
-                                   "efficientnetv2": v2}, indent=2))
+    RESULTS.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {RESULTS}")
 
 
