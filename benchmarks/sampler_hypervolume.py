@@ -1,0 +1,220 @@
+"""Sampler quality: hypervolume of (validation accuracy, MACs) reached by NSGA-II, TPE and random search.
+
+Each (sampler, seed) pair runs the real search, ``run_search(SearchConfig(...))``, with its own SQLite file
+in a temporary folder, and the same trial budget. The hypervolume of a run is that of its evaluated trials'
+(accuracy, MACs / max MACs) points with reference point (0, 1), where max MACs is the space's largest
+architecture (``mac_range(space, in_channels, num_classes)``): a value in [0, 1], higher is better. A seed
+fixes the training subset, the trials' initial weights and the sampler's seed, so the three samplers are
+compared on the same data for each seed (paired). Results do not depend on timing: a rerun reproduces them.
+
+The default is sized to run in about 20-30 minutes on 2 busy CPU cores (a trial takes ~2.5 s there, a run's
+start ~6 s; 48 trials are 8 NSGA-II generations of 6 and give TPE 40 trials after its 8 random ones). The
+hypervolume after half the budget (24 trials) is reported too, from the same runs:
+
+    python benchmarks/sampler_hypervolume.py --space tiny --data fashion-mnist --trials 48 --seeds 3 \\
+        --epochs 2 --max-train-samples 3000 --proxy-resolution 16 --population-size 6
+
+A bigger run, e.g. ``--space mnas --trials 100 --epochs 3 --max-train-samples 10000 --jobs 8``, reproduces
+the comparison at scale; ``--jobs`` runs that many searches side by side (each with 1 torch thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+from nasscale.pareto import hypervolume_2d, hypervolume_over_trials, pareto_front
+
+RESULTS = Path(__file__).parent / "results" / "sampler_hypervolume.json"
+SAMPLERS = ("nsga2", "tpe", "random")
+DIRECTIONS = ("maximize", "minimize")  # accuracy, MACs / max MACs
+REFERENCE = (0.0, 1.0)
+
+
+def make_config(options: argparse.Namespace, sampler: str, seed: int, folder: str):
+    from nasscale.study import SearchConfig
+
+    return SearchConfig(space=options.space, data=options.data, study=f"{sampler}-seed{seed}",
+                        storage=f"sqlite:///{Path(folder) / f'{sampler}-seed{seed}.db'}", trials=options.trials,
+                        sampler=sampler, population_size=options.population_size, seed=seed, epochs=options.epochs,
+                        max_train_samples=options.max_train_samples, proxy_resolution=options.proxy_resolution,
+                        threads=1)
+
+
+def run_one(options: argparse.Namespace, sampler: str, seed: int, folder: str) -> dict:
+    """One search; returns its evaluated trials' (accuracy, MACs) in trial order, and its timings."""
+    from nasscale.backends.optuna_backend import is_evaluated, run_search
+    from nasscale.search import ATTR_ACCURACY, ATTR_MACS, ATTR_TIMINGS
+
+    config = make_config(options, sampler, seed, folder)
+    started = time.perf_counter()
+    study = run_search(config)
+    seconds = time.perf_counter() - started
+    trials = [trial for trial in study.get_trials(deepcopy=False) if is_evaluated(trial)]
+    points = [(trial.user_attrs[ATTR_ACCURACY], trial.user_attrs[ATTR_MACS])
+              if trial.state.name == "COMPLETE" else None for trial in trials]
+    train_seconds = [trial.user_attrs[ATTR_TIMINGS]["train_seconds"] for trial in trials
+                     if ATTR_TIMINGS in trial.user_attrs]
+    return {"sampler": sampler, "seed": seed, "points": points, "wall_seconds": seconds,
+            "trials": len(trials), "failed": sum(point is None for point in points),
+            "train_seconds_mean": statistics.fmean(train_seconds) if train_seconds else None}
+
+
+def score(run: dict, max_macs: int) -> dict:
+    normalised = [None if point is None else (point[0], point[1] / max_macs) for point in run["points"]]
+    complete = [point for point in normalised if point is not None]
+    running = hypervolume_over_trials(normalised, DIRECTIONS, REFERENCE)
+    trained = [point for point in run["points"] if point is not None]
+    front = [trained[index] for index in pareto_front(trained, DIRECTIONS)]
+    return run | {
+        "hypervolume": hypervolume_2d(complete, DIRECTIONS, REFERENCE),
+        "hypervolume_at_half_budget": running[len(running) // 2 - 1] if len(running) >= 2 else None,
+        "hypervolume_curve": running,
+        "front": sorted(front, key=lambda point: point[1]),
+        "best_accuracy": max((point[0] for point in complete), default=None),
+        "min_macs": min((point[1] for point in trained), default=None),
+    }
+
+
+def describe(values: list[float]) -> dict[str, float | None]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "values": values}
+
+
+def space_bounds(options: argparse.Namespace) -> tuple[int, int, int, int]:
+    """(in_channels, num_classes, min MACs, max MACs) of the space for this data."""
+    from nasscale.data import load_splits
+    from nasscale.space import load_space, mac_range
+
+    train, _ = load_splits(options.data, max_train_samples=10, max_validation_samples=10)
+    smallest, largest = mac_range(load_space(options.space), in_channels=train.in_channels,
+                                  num_classes=train.num_classes)
+    return train.in_channels, train.num_classes, smallest, largest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--space", default="tiny")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--trials", type=int, default=48, help="evaluated trials per run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per sampler")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-train-samples", type=int, default=3000)
+    parser.add_argument("--proxy-resolution", type=int, default=16)
+    parser.add_argument("--population-size", type=int, default=6, help="NSGA-II generation size")
+    parser.add_argument("--jobs", type=int, default=1, help="searches run side by side")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    options = parser.parse_args()
+    samplers = [name.strip() for name in options.samplers.split(",") if name.strip()]
+
+    wall_started = time.perf_counter()
+    load_before = os.getloadavg()
+    in_channels, num_classes, min_macs, max_macs = space_bounds(options)
+    settings = {
+        "space": options.space, "data": options.data, "trials_per_run": options.trials, "seeds": options.seeds,
+        "samplers": samplers, "epochs": options.epochs, "max_train_samples": options.max_train_samples,
+        "validation": "the official test set, all of it" if options.data.startswith(("fashion-mnist", "cifar10"))
+        else "a 20% stratified split", "proxy_resolution": options.proxy_resolution,
+        "population_size": options.population_size, "batch_size": 64, "threads_per_search": 1,
+        "jobs": options.jobs, "objectives": ["accuracy", "macs"], "in_channels": in_channels,
+        "num_classes": num_classes, "space_min_macs": min_macs, "space_max_macs": max_macs,
+        "hypervolume": "points (validation accuracy, MACs / space_max_macs), reference (0, 1)",
+    }
+    settings["command"] = (
+        f"python benchmarks/sampler_hypervolume.py --space {options.space} --data {options.data} "
+        f"--trials {options.trials} --seeds {options.seeds} --samplers {','.join(samplers)} "
+        f"--epochs {options.epochs} --max-train-samples {options.max_train_samples} "
+        f"--proxy-resolution {options.proxy_resolution} --population-size {options.population_size} "
+        f"--jobs {options.jobs}")
+    print(f"sampler hypervolume: space {options.space} (MACs {min_macs:,}..{max_macs:,} at {in_channels} "
+          f"channel(s), {num_classes} classes), data {options.data} ({options.max_train_samples} training "
+          f"images, {settings['validation']} to validate), {options.trials} trials per run, seeds "
+          f"0..{options.seeds - 1}, samplers {', '.join(samplers)}, epochs {options.epochs}, proxy resolution "
+          f"{options.proxy_resolution}, NSGA-II population {options.population_size}, jobs {options.jobs}",
+          flush=True)
+
+    jobs = [(sampler, seed) for seed in range(options.seeds) for sampler in samplers]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="nasscale-samplers-") as folder:
+        if options.jobs > 1:
+            with ProcessPoolExecutor(options.jobs, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(run_one, options, sampler, seed, folder) for sampler, seed in jobs]
+                for future in futures:
+                    runs.append(score(future.result(), max_macs))
+                    report(runs[-1])
+        else:
+            for sampler, seed in jobs:
+                runs.append(score(run_one(options, sampler, seed, folder), max_macs))
+                report(runs[-1])
+
+    summary: dict[str, dict] = {}
+    for sampler in samplers:
+        mine = sorted((run for run in runs if run["sampler"] == sampler), key=lambda run: run["seed"])
+        summary[sampler] = {
+            "hypervolume": describe([run["hypervolume"] for run in mine]),
+            "hypervolume_at_half_budget": describe([run["hypervolume_at_half_budget"] for run in mine]),
+            "best_accuracy": describe([run["best_accuracy"] for run in mine]),
+            "wall_seconds_per_run": statistics.fmean(run["wall_seconds"] for run in mine),
+            "train_seconds_per_trial": statistics.fmean(run["train_seconds_mean"] for run in mine),
+        }
+    ratios = {}
+    if "random" in summary:
+        baseline = {run["seed"]: run["hypervolume"] for run in runs if run["sampler"] == "random"}
+        for sampler in samplers:
+            if sampler == "random":
+                continue
+            paired = [run["hypervolume"] / baseline[run["seed"]] for run in runs if run["sampler"] == sampler]
+            ratios[f"{sampler}/random"] = {
+                "ratio_of_means": summary[sampler]["hypervolume"]["mean"] / summary["random"]["hypervolume"]["mean"],
+                "paired_by_seed": describe(paired)}
+    wall_seconds = time.perf_counter() - wall_started
+    print()
+    print(f"{'sampler':8s} {'hypervolume':>17s} {'at half budget':>17s} {'best accuracy':>15s} {'s/run':>7s}")
+    for sampler, row in summary.items():
+        print(f"{sampler:8s} {fmt(row['hypervolume'], 4):>17s} {fmt(row['hypervolume_at_half_budget'], 4):>17s} "
+              f"{fmt(row['best_accuracy'], 3):>15s} {row['wall_seconds_per_run']:>7.0f}")
+    for name, ratio in ratios.items():
+        print(f"{name}: ratio of means {ratio['ratio_of_means']:.4f}, paired by seed "
+              f"{fmt(ratio['paired_by_seed'], 4)}")
+    print(f"wall {wall_seconds:.0f} s")
+    settings |= {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                 "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                 "date": datetime.now().isoformat(timespec="seconds"), **versions()}
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps({"settings": settings, "summary": summary, "ratios": ratios,
+                                          "wall_seconds": wall_seconds, "runs": runs}, indent=2))
+    print(f"saved {options.output}")
+
+
+def report(run: dict) -> None:
+    print(f"  {run['sampler']:7s} seed {run['seed']}: hypervolume {run['hypervolume']:.4f} "
+          f"(half budget {run['hypervolume_at_half_budget']:.4f}), best accuracy {run['best_accuracy']:.3f}, "
+          f"front {len(run['front'])}, {run['trials']} trials ({run['failed']} failed) in "
+          f"{run['wall_seconds']:.0f} s, {run['train_seconds_mean']:.2f} s training per trial", flush=True)
+
+
+def fmt(stats: dict, digits: int) -> str:
+    std = stats["std"]
+    return f"{stats['mean']:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{stats['mean']:.{digits}f}"
+
+
+def versions() -> dict[str, str]:
+    import optuna
+    import torch
+
+    return {"optuna": optuna.__version__, "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    main()
