@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasscale.arch import CONVNEXT_LAYER_SCALE_INIT, Activation, same_padding
+from nasscale.arch import CONVNEXT_LAYER_SCALE_INIT, Activation, SqueezeExciteStyle, same_padding
 
 ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     Activation.RELU: nn.ReLU,
@@ -44,19 +44,29 @@ class ConvNormAct(nn.Sequential):
 
 
 class SqueezeExcite(nn.Module):
-    """Channel gating: pool, 1x1 reduce, activation, 1x1 expand, sigmoid, multiply."""
+    """Channel gating: pool, 1x1 reduce, activation, 1x1 expand, sigmoid (hard sigmoid: MobileNetV3), multiply."""
 
-    def __init__(self, channels: int, squeezed: int, activation: Activation):
+    def __init__(self, channels: int, squeezed: int, activation: Activation, *, hard_gate: bool = False):
         super().__init__()
         # Adaptive pooling (not x.mean) so that fvcore sees the op and its handle can zero it.
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reduce = nn.Conv2d(channels, squeezed, 1)
         self.activation = make_activation(activation)
         self.expand = nn.Conv2d(squeezed, channels, 1)
+        self.gate = nn.Hardsigmoid() if hard_gate else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.expand(self.activation(self.reduce(self.pool(x))))
-        return x * torch.sigmoid(scale)
+        return x * self.gate(self.expand(self.activation(self.reduce(self.pool(x)))))
+
+
+def make_squeeze_excite(channels: int, squeezed: int | None, activation: Activation,
+                        style: SqueezeExciteStyle) -> nn.Module | None:
+    """The SE of mbconv, fused_mbconv, sepconv and bottleneck blocks in the network's style, or None."""
+    if squeezed is None:
+        return None
+    if style is SqueezeExciteStyle.MOBILENET_V3:
+        return SqueezeExcite(channels, squeezed, Activation.RELU, hard_gate=True)
+    return SqueezeExcite(channels, squeezed, activation)
 
 
 class DropPath(nn.Module):
@@ -92,7 +102,8 @@ class ResidualBlock(nn.Module):
 
 
 def mbconv_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int, hidden: int,
-                squeezed: int | None, activation: Activation) -> nn.Sequential:
+                squeezed: int | None, activation: Activation,
+                se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET) -> nn.Sequential:
     """Inverted residual: 1x1 expand (skipped when the width does not change), kxk depthwise, SE,
     1x1 linear projection."""
     layers: dict[str, nn.Module] = {}
@@ -101,37 +112,39 @@ def mbconv_body(in_channels: int, out_channels: int, *, kernel_size: int, stride
     layers["depthwise"] = ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=hidden,
                                       activation=activation)
     if squeezed is not None:
-        layers["squeeze_excite"] = SqueezeExcite(hidden, squeezed, activation)
+        layers["squeeze_excite"] = make_squeeze_excite(hidden, squeezed, activation, se_style)
     layers["project"] = ConvNormAct(hidden, out_channels, 1)
     return nn.Sequential(OrderedDict(layers))
 
 
 def fused_mbconv_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int, hidden: int,
-                      squeezed: int | None, activation: Activation) -> nn.Sequential:
+                      squeezed: int | None, activation: Activation,
+                      se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET) -> nn.Sequential:
     """Fused inverted residual: kxk expand conv, SE, 1x1 projection; a single kxk conv when the
     expansion leaves the width unchanged (EfficientNetV2's expansion-1 stages)."""
     layers: dict[str, nn.Module] = {}
     if hidden == in_channels:
         layers["conv"] = ConvNormAct(in_channels, out_channels, kernel_size, stride=stride, activation=activation)
         if squeezed is not None:
-            layers["squeeze_excite"] = SqueezeExcite(out_channels, squeezed, activation)
+            layers["squeeze_excite"] = make_squeeze_excite(out_channels, squeezed, activation, se_style)
         return nn.Sequential(OrderedDict(layers))
     layers["expand"] = ConvNormAct(in_channels, hidden, kernel_size, stride=stride, activation=activation)
     if squeezed is not None:
-        layers["squeeze_excite"] = SqueezeExcite(hidden, squeezed, activation)
+        layers["squeeze_excite"] = make_squeeze_excite(hidden, squeezed, activation, se_style)
     layers["project"] = ConvNormAct(hidden, out_channels, 1)
     return nn.Sequential(OrderedDict(layers))
 
 
 def sepconv_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int,
-                 squeezed: int | None, activation: Activation) -> nn.Sequential:
+                 squeezed: int | None, activation: Activation,
+                 se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET) -> nn.Sequential:
     """Depthwise-separable conv (MnasNet, MobileNet): kxk depthwise, SE, 1x1 linear projection."""
     layers: dict[str, nn.Module] = {
         "depthwise": ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels,
                                  activation=activation),
     }
     if squeezed is not None:
-        layers["squeeze_excite"] = SqueezeExcite(in_channels, squeezed, activation)
+        layers["squeeze_excite"] = make_squeeze_excite(in_channels, squeezed, activation, se_style)
     layers["project"] = ConvNormAct(in_channels, out_channels, 1)
     return nn.Sequential(OrderedDict(layers))
 

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from nasscale.arch import (
-    PATCHIFY_SIZE,
+    SE_BOTTLENECK_REDUCTION,
+    STEM_LAYOUTS,
     Arch,
     BlockPlacement,
     BlockType,
     HeadType,
     StagePlacement,
+    StemNorm,
     StemType,
+    bottleneck_channels,
     conv_output_size,
     expanded_channels,
     final_feature_size,
@@ -30,10 +33,10 @@ from nasscale.arch import (
     iter_blocks,
     iter_stages,
     last_channels,
-    squeeze_channels,
     stage_blocks,
-    stem_output_size,
+    stem_conv_size,
 )
+from nasscale.geometry import dense_transition_channels, needs_projection, shuffle_splits
 
 
 class Cost(NamedTuple):
@@ -76,34 +79,37 @@ def conv_norm(in_channels: int, out_channels: int, kernel_size: int, output_size
     return conv(in_channels, out_channels, kernel_size, output_size, groups=groups) + norm(out_channels)
 
 
-def block_cost(block: BlockPlacement) -> Cost:
+def _projection(block: BlockPlacement, *, with_norm: bool) -> Cost:
+    """ResNet's shortcut: a strided 1x1 conv (with BN after it unless pre-activated) where the shape changes."""
+    in_channels, out_channels = block.in_channels, block.out_channels
+    if not has_residual(block.stage, in_channels, block.stride) or not needs_projection(
+            in_channels, out_channels, block.stride):
+        return ZERO
+    projection = conv(in_channels, out_channels, 1, block.output_size)
+    return projection + norm(out_channels) if with_norm else projection
+
+
+def _efficientnet_family_cost(block: BlockPlacement) -> Cost:
     stage, in_channels = block.stage, block.in_channels
-    out_channels, kernel = stage.out_channels, stage.kernel_size
+    out_channels, kernel = block.out_channels, stage.kernel_size
     output_size = block.output_size
-    squeezed = squeeze_channels(in_channels, stage.se_ratio)
+    squeeze = squeeze_excite(block.se_gated_channels, block.squeezed) if stage.se_ratio > 0 else ZERO
     match stage.block:
         case BlockType.MBCONV:
             hidden = expanded_channels(in_channels, stage.expand_ratio)
             cost = ZERO
             if hidden != in_channels:
                 cost += conv_norm(in_channels, hidden, 1, block.input_size)
-            cost += conv_norm(hidden, hidden, kernel, output_size, groups=hidden)
-            if stage.se_ratio > 0:
-                cost += squeeze_excite(hidden, squeezed)
+            cost += conv_norm(hidden, hidden, kernel, output_size, groups=hidden) + squeeze
             return cost + conv_norm(hidden, out_channels, 1, output_size)
         case BlockType.FUSED_MBCONV:
             hidden = expanded_channels(in_channels, stage.expand_ratio)
             if hidden == in_channels:
-                cost = conv_norm(in_channels, out_channels, kernel, output_size)
-                return cost + (squeeze_excite(out_channels, squeezed) if stage.se_ratio > 0 else ZERO)
-            cost = conv_norm(in_channels, hidden, kernel, output_size)
-            if stage.se_ratio > 0:
-                cost += squeeze_excite(hidden, squeezed)
+                return conv_norm(in_channels, out_channels, kernel, output_size) + squeeze
+            cost = conv_norm(in_channels, hidden, kernel, output_size) + squeeze
             return cost + conv_norm(hidden, out_channels, 1, output_size)
         case BlockType.SEPCONV:
-            cost = conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels)
-            if stage.se_ratio > 0:
-                cost += squeeze_excite(in_channels, squeezed)
+            cost = conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels) + squeeze
             return cost + conv_norm(in_channels, out_channels, 1, output_size)
         case BlockType.CONV:
             return conv_norm(in_channels, out_channels, kernel, output_size)
@@ -120,24 +126,172 @@ def block_cost(block: BlockPlacement) -> Cost:
     raise ValueError(f"no cost rule for block type {stage.block!r}")
 
 
+def _resnet_family_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
+    kernel, output_size = stage.kernel_size, block.output_size
+    hidden = bottleneck_channels(out_channels, stage.bottleneck_ratio)
+    match stage.block:
+        case BlockType.BASIC:
+            cost = conv_norm(in_channels, out_channels, kernel, output_size)
+            cost = cost + conv_norm(out_channels, out_channels, kernel, output_size)
+            return cost + _projection(block, with_norm=True)
+        case BlockType.BOTTLENECK | BlockType.SE_BOTTLENECK:
+            cost = conv_norm(in_channels, hidden, 1, block.input_size)
+            cost += conv_norm(hidden, hidden, kernel, output_size, groups=stage.groups)
+            if stage.se_ratio > 0:
+                cost += squeeze_excite(hidden, block.squeezed)
+            cost += conv_norm(hidden, out_channels, 1, output_size)
+            if stage.block is BlockType.SE_BOTTLENECK:
+                cost += squeeze_excite(out_channels, se_bottleneck_squeeze(out_channels))
+            return cost + _projection(block, with_norm=True)
+        case BlockType.PREACT_BASIC:
+            cost = norm(in_channels) + conv(in_channels, out_channels, kernel, output_size)
+            cost += norm(out_channels) + conv(out_channels, out_channels, kernel, output_size)
+            return cost + _projection(block, with_norm=False)
+        case BlockType.PREACT_BOTTLENECK:
+            cost = norm(in_channels) + conv(in_channels, hidden, 1, block.input_size)
+            cost += norm(hidden) + conv(hidden, hidden, kernel, output_size, groups=stage.groups)
+            cost += norm(hidden) + conv(hidden, out_channels, 1, output_size)
+            return cost + _projection(block, with_norm=False)
+    raise ValueError(f"no cost rule for block type {stage.block!r}")
+
+
+def se_bottleneck_squeeze(out_channels: int) -> int:
+    return max(1, out_channels // SE_BOTTLENECK_REDUCTION)
+
+
+def _mobile_family_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
+    kernel, size, output_size = stage.kernel_size, block.input_size, block.output_size
+    if stage.block is BlockType.DEPTHWISE_SEPARABLE:
+        return (conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels)
+                + conv_norm(in_channels, out_channels, 1, output_size))
+    half = out_channels // 2
+    if shuffle_splits(in_channels, out_channels, block.stride):
+        return conv_norm(half, half, 1, size) + conv_norm(half, half, kernel, size, groups=half) + conv_norm(
+            half, half, 1, size)
+    shortcut_branch = (conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels)
+                       + conv_norm(in_channels, half, 1, output_size))
+    main_branch = (conv_norm(in_channels, half, 1, size) + conv_norm(half, half, kernel, output_size, groups=half)
+                   + conv_norm(half, half, 1, output_size))
+    return shortcut_branch + main_branch
+
+
+def _concat_family_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
+    kernel, size = stage.kernel_size, block.input_size
+    match stage.block:
+        case BlockType.DENSE:
+            growth = out_channels - in_channels
+            hidden = expanded_channels(growth, stage.expand_ratio)
+            return norm(in_channels) + conv(in_channels, hidden, 1, size) + norm(hidden) + conv(hidden, growth, kernel,
+                                                                                                  size)
+        case BlockType.INCEPTION:
+            one, three_reduce, three, second_reduce, second, projection = stage.branches
+            return (conv_norm(in_channels, one, 1, size)
+                    + conv_norm(in_channels, three_reduce, 1, size) + conv_norm(three_reduce, three, 3, size)
+                    + conv_norm(in_channels, second_reduce, 1, size) + conv_norm(second_reduce, second, kernel, size)
+                    + conv_norm(in_channels, projection, 1, size))
+        case BlockType.FIRE:
+            squeeze = bottleneck_channels(out_channels, stage.bottleneck_ratio)
+            one = out_channels // 2
+            return (conv(in_channels, squeeze, 1, size, bias=True) + conv(squeeze, one, 1, size, bias=True)
+                    + conv(squeeze, out_channels - one, kernel, size, bias=True))
+    raise ValueError(f"no cost rule for block type {stage.block!r}")
+
+
+def _van_cost(block: BlockPlacement) -> Cost:
+    channels, size = block.out_channels, block.input_size
+    hidden = expanded_channels(channels, block.stage.expand_ratio)
+    attention = (norm(channels) + conv(channels, channels, 1, size, bias=True)
+                 + conv(channels, channels, 5, size, groups=channels, bias=True)
+                 + conv(channels, channels, 7, size, groups=channels, bias=True)  # dilation 3
+                 + conv(channels, channels, 1, size, bias=True) + conv(channels, channels, 1, size, bias=True))
+    mlp = (norm(channels) + conv(channels, hidden, 1, size, bias=True)
+           + conv(hidden, hidden, 3, size, groups=hidden, bias=True) + conv(hidden, channels, 1, size, bias=True))
+    return attention + mlp + Cost(2 * channels, 0)  # two layer scales
+
+
+# Which cost rule serves each block type: one explicit table.
+FAMILY_COSTS = {
+    **dict.fromkeys((BlockType.MBCONV, BlockType.FUSED_MBCONV, BlockType.SEPCONV, BlockType.CONV, BlockType.CONVNEXT),
+                    _efficientnet_family_cost),
+    **dict.fromkeys((BlockType.BASIC, BlockType.BOTTLENECK, BlockType.SE_BOTTLENECK, BlockType.PREACT_BASIC,
+                     BlockType.PREACT_BOTTLENECK), _resnet_family_cost),
+    **dict.fromkeys((BlockType.DEPTHWISE_SEPARABLE, BlockType.SHUFFLE), _mobile_family_cost),
+    **dict.fromkeys((BlockType.DENSE, BlockType.INCEPTION, BlockType.FIRE), _concat_family_cost),
+    BlockType.PLAIN: lambda block: conv(block.in_channels, block.out_channels, block.stage.kernel_size,
+                                        block.output_size, bias=True),
+    BlockType.VAN: _van_cost,
+}
+
+
+def block_cost(block: BlockPlacement) -> Cost:
+    return FAMILY_COSTS[block.stage.block](block)
+
+
 def convnext_transition_cost(in_channels: int, out_channels: int, stride: int, input_size: int) -> Cost:
     output_size = conv_output_size(input_size, stride, stride, 0)
     return norm(in_channels) + conv(in_channels, out_channels, stride, output_size, bias=True)
 
 
+def opening_cost(placement: StagePlacement) -> Cost:
+    """The layer a stage opens with (pools cost nothing)."""
+    if not placement.has_transition:
+        return ZERO
+    stage, in_channels, size = placement.stage, placement.in_channels, placement.input_size
+    match stage.block:
+        case BlockType.CONVNEXT:
+            return convnext_transition_cost(in_channels, stage.out_channels, stage.stride, size)
+        case BlockType.VAN:
+            output_size = conv_output_size(size, 3, stage.stride, 1)
+            return conv(in_channels, stage.out_channels, 3, output_size, bias=True) + norm(stage.out_channels)
+        case BlockType.DENSE:
+            return norm(in_channels) + conv(in_channels, dense_transition_channels(in_channels), 1, size)
+    return ZERO
+
+
+def closing_cost(placement: StagePlacement) -> Cost:
+    """VAN stages end with a LayerNorm; plain stages' closing pool costs nothing."""
+    return norm(placement.stage.out_channels) if placement.stage.block is BlockType.VAN else ZERO
+
+
 def stem_cost(arch: Arch) -> Cost:
-    size = stem_output_size(arch)
-    if arch.stem is StemType.PATCHIFY:
-        return conv(arch.in_channels, arch.stem_channels, PATCHIFY_SIZE, size, bias=True) + norm(arch.stem_channels)
-    return conv_norm(arch.in_channels, arch.stem_channels, 3, size)
+    if arch.stem is StemType.NONE:
+        return ZERO
+    layout = STEM_LAYOUTS[arch.stem]
+    cost = conv(arch.in_channels, arch.stem_channels, layout.kernel_size, stem_conv_size(arch), bias=layout.bias)
+    return cost if layout.norm is StemNorm.NONE else cost + norm(arch.stem_channels)
+
+
+def classifier_cost(features: int, hidden: tuple[int, ...], num_classes: int) -> Cost:
+    total = ZERO
+    for width in hidden:
+        total += linear(features, width)
+        features = width
+    return total + linear(features, num_classes)
+
+
+def head_part_cost(head: HeadType, features: int, size: int, num_classes: int, *, head_channels: int = 0,
+                   classifier_hidden: tuple[int, ...] = (), head_pool_size: int = 1) -> Cost:
+    """The head fed ``features`` channels at ``size`` x ``size`` (what cost_range needs without an Arch)."""
+    match head:
+        case HeadType.CONV:
+            return conv_norm(features, head_channels, 1, size) + classifier_cost(head_channels, classifier_hidden,
+                                                                                 num_classes)
+        case HeadType.NORM | HeadType.PREACT:
+            return norm(features) + classifier_cost(features, classifier_hidden, num_classes)
+        case HeadType.POOL:
+            return classifier_cost(features * head_pool_size * head_pool_size, classifier_hidden, num_classes)
+        case HeadType.CONV_CLASSIFIER:
+            return conv(features, num_classes, 1, size, bias=True)
+    raise ValueError(f"no cost rule for head {head!r}")
 
 
 def head_cost(arch: Arch) -> Cost:
-    features = last_channels(arch)
-    if arch.head is HeadType.NORM:
-        return norm(features) + linear(features, arch.num_classes)
-    size = final_feature_size(arch)
-    return conv_norm(features, arch.head_channels, 1, size) + linear(arch.head_channels, arch.num_classes)
+    return head_part_cost(arch.head, last_channels(arch), final_feature_size(arch), arch.num_classes,
+                          head_channels=arch.head_channels, classifier_hidden=arch.classifier_hidden,
+                          head_pool_size=arch.head_pool_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +302,21 @@ class PartCost:
 
 
 def stage_cost(placement: StagePlacement) -> Cost:
-    total = ZERO
-    if placement.has_transition:
-        stage = placement.stage
-        total += convnext_transition_cost(placement.in_channels, stage.out_channels, stage.stride,
-                                          placement.input_size)
-    # Blocks after the first repeat the same shapes, so one of them stands for all.
+    total = opening_cost(placement) + closing_cost(placement)
     blocks = stage_blocks(placement)
+    stage = placement.stage
+    if stage.block is BlockType.DENSE or not stage.same_padding:
+        return sum((block_cost(block) for block in blocks), total)  # every layer has its own shape
+    # Blocks after the first repeat the same shapes, so one of them stands for all.
     total += block_cost(next(blocks))
     repeated = next(blocks, None)
     if repeated is not None:
-        total += block_cost(repeated) * (placement.stage.num_blocks - 1)
+        total += block_cost(repeated) * (stage.num_blocks - 1)
     return total
 
 
 def cost_breakdown(arch: Arch) -> list[PartCost]:
-    """Cost per part: the stem, each stage (ConvNeXt downsampling included) and the head."""
+    """Cost per part: the stem, each stage (its opening and closing layers included) and the head."""
     parts = [("stem", stem_cost(arch))]
     parts += [(f"stages[{placement.index}]", stage_cost(placement)) for placement in iter_stages(arch)]
     parts.append(("head", head_cost(arch)))

@@ -1,7 +1,9 @@
 """Reference architectures in the spec, each with the published numbers it must reproduce.
 
 EfficientNet B1-B7 are derived from B0 by the scaling rules with the released (width, depth,
-resolution) coefficients, not typed in: those rules are what ``nasscale scale`` builds on.
+resolution) coefficients, not typed in: those rules are what ``nasscale scale`` builds on. The classic
+families (ResNet to VAN) live in ``nasscale.families.classic_presets``; RegNets come from their six
+parameters through RegNet's width rule.
 
 Light core: no torch.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from nasscale.arch import Activation, Arch, BlockType, HeadType, Stage, StemType
 from nasscale.errors import UnknownNameError
+from nasscale.families import classic_presets as classic
 from nasscale.scaling import scale_arch
 
 MB, FUSED, SEP, CONVNEXT = BlockType.MBCONV, BlockType.FUSED_MBCONV, BlockType.SEPCONV, BlockType.CONVNEXT
@@ -191,6 +194,49 @@ def _efficientnet_factory(name: str) -> Callable[[], Arch]:
     return lambda: scaled_efficientnet(name)
 
 
+def _regnet_factory(name: str) -> Callable[[], Arch]:
+    return lambda: classic.regnet(name)
+
+
+def _torchvision(name: str, family: str, factory: Callable[[], Arch], params: int, gmacs: str) -> Preset:
+    """A preset checked against torchvision's parameter count and its 4-decimal GMACs."""
+    return Preset(name, family, factory, params, round(float(gmacs) * 1e9), macs_tolerance=GMACS_4DP,
+                  note=f"MACs published as {gmacs} G")
+
+
+CLASSIC_PRESETS = (
+    _torchvision("resnet18", "resnet", classic.resnet18, 11_689_512, "1.8141"),
+    _torchvision("resnet34", "resnet", classic.resnet34, 21_797_672, "3.6638"),
+    Preset("resnet50", "resnet", classic.resnet50, 25_557_032, 4_089_184_256),
+    _torchvision("resnet101", "resnet", classic.resnet101, 44_549_160, "7.8014"),
+    _torchvision("resnet152", "resnet", classic.resnet152, 60_192_808, "11.5136"),
+    _torchvision("resnext50_32x4d", "resnext", classic.resnext50_32x4d, 25_028_904, "4.2305"),
+    Preset("se_resnet50", "se_resnet", classic.se_resnet50, 28_100_000, 4_091_699_200, params_tolerance=50_000,
+           note="paper: 28.1M params (ResNet-50 + 2,530,992 of SE); MACs: ResNet-50's + 2,514,944 of SE"),
+    Preset("resnetv2_50", "resnetv2", classic.resnetv2_50, 25_549_352, 4_089_184_256,
+           note="derived: ResNet-50 with BN moved before the convs (53,120 BN params out, 45,440 in); same MACs"),
+    _torchvision("regnet_x_400mf", "regnet", _regnet_factory("regnet_x_400mf"), 5_495_976, "0.4138"),
+    _torchvision("regnet_y_400mf", "regnet", _regnet_factory("regnet_y_400mf"), 4_344_144, "0.4018"),
+    _torchvision("regnet_y_800mf", "regnet", _regnet_factory("regnet_y_800mf"), 6_432_512, "0.8339"),
+    _torchvision("regnet_y_1_6gf", "regnet", _regnet_factory("regnet_y_1_6gf"), 11_202_430, "1.6121"),
+    _torchvision("mobilenet_v3_large", "mobilenet", classic.mobilenet_v3_large, 5_483_032, "0.2166"),
+    _torchvision("mobilenet_v3_small", "mobilenet", classic.mobilenet_v3_small, 2_542_856, "0.0565"),
+    Preset("mobilenet_v1", "mobilenet", classic.mobilenet_v1, 4_200_000, 569_000_000, params_tolerance=42_000,
+           macs_tolerance=5_690_000, note="paper: 4.2M params, 569M MACs, within 1% (no torchvision model)"),
+    _torchvision("shufflenet_v2_x1_0", "shufflenet", classic.shufflenet_v2_x1_0, 2_278_604, "0.1449"),
+    _torchvision("densenet121", "densenet", classic.densenet121, 7_978_856, "2.8342"),
+    _torchvision("googlenet", "googlenet", classic.googlenet, 6_624_904, "1.4984"),
+    _torchvision("squeezenet1_0", "squeezenet", classic.squeezenet1_0, 1_248_424, "0.8189"),
+    _torchvision("squeezenet1_1", "squeezenet", classic.squeezenet1_1, 1_235_496, "0.3492"),
+    _torchvision("vgg16", "vgg", classic.vgg16, 138_357_544, "15.4703"),
+    _torchvision("alexnet", "alexnet", classic.alexnet, 61_100_840, "0.7142"),
+    Preset("lenet5", "lenet", classic.lenet5, 61_706, 416_520,
+           note="derived from the layer table at 32x32, 1 channel, 10 classes (paper: ~60k with its sparse C3)"),
+    Preset("van_b0", "van", classic.van_b0, 4_100_000, 900_000_000, params_tolerance=82_000,
+           macs_tolerance=50_000_000, note="paper: 4.1M params within 2%, 0.9 GFLOPs (MACs) within its rounding"),
+)
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -225,6 +271,7 @@ PRESETS: dict[str, Preset] = {
                note="torchvision mnasnet1_0; MACs published as 0.3144 G"),
         Preset("mobilenet_v2", "mobilenet", mobilenet_v2, 3_504_872, 300_800_000, macs_tolerance=GMACS_4DP,
                note="MACs published as 0.3008 G"),
+        *CLASSIC_PRESETS,
     )
 }
 

@@ -10,6 +10,8 @@ A chooser answers two kinds of question, each under a stable, readable parameter
                                                round_filters(base, multiplier) (stem_channels_multiplier and
                                                head_channels_multiplier likewise)
     stages.<i>.num_blocks_delta                the delta of {base, deltas}; the depth is base + delta
+    regnet.<parameter>                         depth, w0, wa, wm, group_width, bottleneck_ratio, se_ratio of a
+                                               space whose stages RegNet's rule generates
 
 Lists are asked as categorical, ranges as integers. Only choices are asked: a fixed field is not, and
 neither is a field that does not apply to the chosen block type (no ``expand_ratio`` for a sepconv
@@ -143,7 +145,11 @@ def sample(space: SearchSpace, chooser: Chooser, *, in_channels: int = 3, num_cl
         resolution = choose(space.resolution, "resolution", chooser)
     stem_channels = choose(space.stem_channels, "stem_channels", chooser)
     head_channels = choose(space.head_channels, "head_channels", chooser)
-    stages = tuple(sample_stage(index, stage, chooser, space.activation) for index, stage in enumerate(space.stages))
+    if space.regnet is not None:
+        stages = sample_regnet_stages(space.regnet, chooser)
+    else:
+        stages = tuple(sample_stage(index, stage, chooser, space.activation)
+                       for index, stage in enumerate(space.stages))
     return Arch(stages=stages, stem_channels=stem_channels, head_channels=head_channels, resolution=resolution,
                 in_channels=in_channels, num_classes=num_classes, **space.arch_fields())
 
@@ -156,3 +162,12 @@ def sample_stage(index: int, stage: StageSpace, chooser: Chooser, activation: Ac
     domains = stage.field_domains(variant, activation)
     values = {name: choose(domain, f"{prefix}.{name}", chooser) for name, domain in domains.items()}
     return build_stage(variant.block, stage.stride, values)
+
+
+def sample_regnet_stages(regnet: Any, chooser: Chooser) -> tuple[Stage, ...]:
+    """The stages RegNet's rule makes from the chosen parameters (asked as ``regnet.<parameter>``)."""
+    from nasscale.families.regnet import regnet_stages
+    from nasscale.families.regnet_space import regnet_parameters
+
+    values = {name: choose(domain, f"regnet.{name}", chooser) for name, domain in regnet.domains().items()}
+    return regnet_stages(regnet_parameters(values))

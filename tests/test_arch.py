@@ -30,8 +30,9 @@ def base_dict() -> dict:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_json_and_yaml_round_trip(seed):
-    arch = random_arch(random.Random(seed))
+@pytest.mark.parametrize("scalable", [True, False])
+def test_json_and_yaml_round_trip(seed, scalable):
+    arch = random_arch(random.Random(seed), scalable=scalable)
     assert from_json(to_json(arch)) == arch
     assert from_yaml(to_yaml(arch)) == arch
     assert arch_id(from_yaml(to_yaml(arch))) == arch_id(arch)
@@ -69,14 +70,17 @@ def test_defaults_and_aliases_are_filled_in():
         (("stages", 1, "se_ratio"), -0.25, "stages[1].se_ratio: must be in [0, 1], got -0.25"),
         (("stages", 1, "expand_ratio"), -1, "stages[1].expand_ratio: must be in [0, 16], got -1"),
         (("stages", 1, "block"), "transformer",
-         "stages[1].block: must be one of mbconv, fused_mbconv, sepconv, conv, convnext, got 'transformer'"),
+         "stages[1].block: must be one of mbconv, fused_mbconv, sepconv, conv, convnext, basic, bottleneck, "
+         "se_bottleneck, preact_basic, preact_bottleneck, depthwise_separable, shuffle, dense, inception, fire, "
+         "plain, van, got 'transformer'"),
         (("stages", 1, "kernal_size"), 3, "stages[1].kernal_size: unknown key; valid keys are block,"),
         (("stages", 1, "num_blocks"), "2", "stages[1].num_blocks: must be an integer, got '2'"),
         (("stages", 1, "activation"), "tanh", "stages[1].activation: must be one of relu, relu6, silu"),
         (("resolution",), 0, "resolution: must be at least 1, got 0"),
         (("widht",), 1.0, "widht: unknown key; valid keys are stages,"),
         (("dropout",), 1.5, "dropout: must be in [0, 1), got 1.5"),
-        (("stem",), "vit", "stem: must be one of conv, patchify, got 'vit'"),
+        (("stem",), "vit", "stem: must be one of conv, patchify, resnet, resnet_preact, conv_pool, googlenet, "
+                           "squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, none, got 'vit'"),
     ],
 )
 def test_bad_values_name_the_field_path_and_value(path, value, expected):

@@ -27,11 +27,75 @@ GOLDEN = {
     "convnext_large": (197_767_336, 34_361_400_000, 50_000),
     "mnasnet_b1": (4_383_312, 314_400_000, 50_000),
     "mobilenet_v2": (3_504_872, 300_800_000, 50_000),
+    "mobilenet_v3_large": (5_483_032, 216_600_000, 50_000),
+    "mobilenet_v3_small": (2_542_856, 56_500_000, 50_000),
+    "resnet18": (11_689_512, 1_814_100_000, 50_000),
+    "resnet34": (21_797_672, 3_663_800_000, 50_000),
+    "resnet50": (25_557_032, 4_089_200_000, 50_000),
+    "resnet101": (44_549_160, 7_801_400_000, 50_000),
+    "resnet152": (60_192_808, 11_513_600_000, 50_000),
+    "resnext50_32x4d": (25_028_904, 4_230_500_000, 50_000),
+    "regnet_x_400mf": (5_495_976, 413_800_000, 50_000),
+    "regnet_y_400mf": (4_344_144, 401_800_000, 50_000),
+    "regnet_y_800mf": (6_432_512, 833_900_000, 50_000),
+    "regnet_y_1_6gf": (11_202_430, 1_612_100_000, 50_000),
+    "densenet121": (7_978_856, 2_834_200_000, 50_000),
+    "shufflenet_v2_x1_0": (2_278_604, 144_900_000, 50_000),
+    "squeezenet1_0": (1_248_424, 818_900_000, 50_000),
+    "squeezenet1_1": (1_235_496, 349_200_000, 50_000),
+    "googlenet": (6_624_904, 1_498_400_000, 50_000),
+    "vgg16": (138_357_544, 15_470_300_000, 50_000),
+    "alexnet": (61_100_840, 714_200_000, 50_000),
+    # LeNet-5 with 32x32 input: convs 156 + 2,416, linears 48,120 + 10,164 + 850; MACs 117,600 + 240,000 + 58,920.
+    "lenet5": (61_706, 416_520, 0),
+}
+
+# No torchvision model: the papers' rounded figures, (params, params tolerance, MACs, MACs tolerance).
+PAPER = {
+    "mobilenet_v1": (4_200_000, 50_000, 569_000_000, 500_000),  # Howard et al. 2017: 4.2M, 569M mult-adds
+    "van_b0": (4_100_000, 50_000, 900_000_000, 50_000_000),  # Guo et al. 2022: 4.1M, 0.9 GFLOPs
+    "se_resnet50": (28_100_000, 50_000, 4_091_699_200, 0),  # Hu et al. 2018: 28.1M; MACs see below
+    "resnetv2_50": (25_549_352, 0, 4_089_184_256, 0),  # see test_resnetv2_50_is_resnet50_pre_activated
 }
 
 
 def test_every_preset_has_a_golden_check():
-    assert set(PRESETS) == set(GOLDEN) | {"mnasnet_a1"}
+    assert set(PRESETS) == set(GOLDEN) | set(PAPER) | {"mnasnet_a1"}
+    assert not set(GOLDEN) & set(PAPER)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_preset_matches_the_papers_rounded_figures(name):
+    params, params_tolerance, macs, macs_tolerance = PAPER[name]
+    counted = cost(preset_arch(name))
+    assert abs(counted.params - params) <= params_tolerance
+    assert abs(counted.macs - macs) <= macs_tolerance
+    assert get_preset(name).matches(counted.params, counted.macs)
+
+
+def test_se_resnet50_adds_exactly_its_squeeze_excite_layers():
+    # Each bottleneck of width c gains two linear layers c -> c/16 -> c with biases.
+    widths = [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
+    resnet50, se_resnet50 = cost(preset_arch("resnet50")), cost(preset_arch("se_resnet50"))
+    assert se_resnet50.params - resnet50.params == sum(c * c // 8 + c // 16 + c for c in widths)
+    assert se_resnet50.macs - resnet50.macs == sum(c * c // 8 for c in widths)
+    assert se_resnet50.params == 28_088_024
+
+
+def test_resnetv2_50_is_resnet50_pre_activated():
+    # He et al. 2016b: the same convolutions as ResNet-50 (so the same MACs). BN moves before each conv: the
+    # stem's BN and each block's output BN and projection BN go; each block gains a BN over its input, and a
+    # final BN over 2048 channels precedes the pool. Each BN has 2 parameters per channel.
+    v1, v2 = preset_arch("resnet50"), preset_arch("resnetv2_50")
+    assert [(s.num_blocks, s.out_channels, s.stride) for s in v1.stages] == [
+        (s.num_blocks, s.out_channels, s.stride) for s in v2.stages] == [
+        (3, 256, 1), (4, 512, 2), (6, 1024, 2), (3, 2048, 2)]
+    assert cost(v2).macs == cost(v1).macs == 4_089_184_256
+    widths = [64] * 3 + [128] * 4 + [256] * 6 + [512] * 3
+    inputs = [64, 256, 256, 256, 512, 512, 512, 512] + [1024] * 5 + [1024, 2048, 2048]
+    removed = 64 + sum(4 * w for w in widths) + (256 + 512 + 1024 + 2048)
+    added = sum(inputs) + 2048
+    assert cost(v1).params - cost(v2).params == 2 * (removed - added) == 7_680
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -114,7 +114,7 @@ def test_builtin_names_resolve_through_package_resources():
 
     folder = importlib.resources.files("nasscale.search_spaces")
     assert (folder / "mnas.yaml").is_file()
-    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "tiny"]
+    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"]
 
 
 def test_builtin_folder_fallback_for_an_uninstalled_tree(monkeypatch):
@@ -124,11 +124,11 @@ def test_builtin_folder_fallback_for_an_uninstalled_tree(monkeypatch):
         raise ModuleNotFoundError(package)
 
     monkeypatch.setattr(importlib.resources, "files", not_installed)
-    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "tiny"]
+    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"]
     assert load_space("tiny").name == "tiny"
 
 
-@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "tiny"])
+@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"])
 def test_builtin_space_loads_samples_and_bounds_its_samples(name):
     space = load_space(name)
     assert space.name == name and space.description
@@ -145,7 +145,7 @@ def test_builtin_space_loads_samples_and_bounds_its_samples(name):
         assert bounds.params_min <= arch_cost.params <= bounds.params_max
 
 
-@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "tiny"])
+@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"])
 def test_builtin_round_trips_through_dict_and_yaml(name):
     space = load_space(name)
     assert space_from_dict(space.to_dict()) == space
@@ -332,7 +332,8 @@ def mutated(change) -> dict:
 
 VALID_TOP_KEYS = ("name, description, resolution, stem, stem_channels, head, head_channels, activation, dropout, "
                   "drop_path_rate, stages")
-VALID_STAGE_KEYS = "block, num_blocks, out_channels, stride, kernel_size, expand_ratio, se_ratio, activation, skip"
+VALID_STAGE_KEYS = ("block, num_blocks, out_channels, stride, kernel_size, expand_ratio, se_ratio, activation, skip, "
+                    "groups, bottleneck_ratio, pool, same_padding, branches")
 
 ERROR_CASES = {
     "unknown top-level key": (
@@ -401,7 +402,8 @@ ERROR_CASES = {
     "unknown block": (
         lambda data: data["stages"][1].update(block=["sepconv", "dwconv"]),
         "bad.yaml: stages[1].block[1]: unknown block type 'dwconv'; valid block types are mbconv, fused_mbconv, "
-        "sepconv, conv, convnext"),
+        "sepconv, conv, convnext, basic, bottleneck, se_bottleneck, preact_basic, preact_bottleneck, "
+        "depthwise_separable, shuffle, dense, inception, fire, plain, van"),
     "variant field that does not apply": (
         lambda data: data["stages"][1].update(block=[{"block": "sepconv", "expand_ratio": 3}, "conv"]),
         "bad.yaml: stages[1].block[0].expand_ratio: does not apply to sepconv blocks"),
@@ -434,7 +436,8 @@ ERROR_CASES = {
         "bad.yaml: stages[0].activation: must be one of relu, relu6, silu, hardswish, gelu, got 'mish'"),
     "unknown stem": (
         lambda data: data.update(stem="fancy"),
-        "bad.yaml: stem: unknown stem 'fancy'; valid stems are conv, patchify"),
+        "bad.yaml: stem: unknown stem 'fancy'; valid stems are conv, patchify, resnet, resnet_preact, "
+        "conv_pool, googlenet, squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, none"),
     "bad dropout": (
         lambda data: data.update(dropout=1.5),
         "bad.yaml: dropout: must be in [0, 1), got 1.5"),
@@ -503,7 +506,8 @@ def test_a_bad_field_does_not_hide_the_other_fields_of_its_stage():
     assert problems_of(mutated(change)) == [
         "bad.yaml: stages[1].out_channels: is required",
         "bad.yaml: stages[1].block[1]: unknown block type 'dw'; valid block types are mbconv, fused_mbconv, "
-        "sepconv, conv, convnext",
+        "sepconv, conv, convnext, basic, bottleneck, se_bottleneck, preact_basic, preact_bottleneck, "
+        "depthwise_separable, shuffle, dense, inception, fire, plain, van",
         "bad.yaml: stages[1].stride: must be one fixed value (strides come from the backbone and are not "
         "searched), got [1, 2]",
         "bad.yaml: stages[1].num_blocks: must be at least 1, got 0",
@@ -568,7 +572,7 @@ def test_unknown_builtin_name_lists_the_builtins():
         load_space("mnasnet")
     message = str(caught.value)
     assert "unknown search space 'mnasnet'" in message
-    assert "convnext, efficientnetv2, mnas, tiny" in message
+    assert "convnext, efficientnetv2, mnas, regnet, resnet, tiny" in message
     assert isinstance(caught.value, NasscaleError)
 
 
