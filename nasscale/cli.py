@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nasscale import cli_distributed, cli_hardware, cli_report, cli_scale
 from nasscale.errors import NasscaleError
 from nasscale.units import format_count
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts show defaults as [mnas]; rich markup would swallow the brackets
 )
 # Pipes and CI logs get a wide fixed width so tables are not squeezed to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -203,11 +205,21 @@ def search(
     batch_size: Annotated[int | None, typer.Option(help="Proxy training batch size [64].")] = None,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on at most this many images.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads per trial [1].")] = None,
+    backend: Annotated[str | None, typer.Option(help="optuna: one trial at a time in this process (start one "
+                                                    "process per worker on a shared --storage) | ray: --workers "
+                                                    "trials at once on Ray [optuna].")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or HOST:PORT [start a local "
+                                                         "Ray runtime].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray backend: trials run at once [1].")] = None,
+    cpus_per_trial: Annotated[int | None, typer.Option(help="Ray backend: CPUs, and torch threads, per trial "
+                                                            "[1].")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="Ray backend: GPUs reserved per trial [0].")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Search a space for the Pareto front of accuracy against MACs (or a MnasNet reward) with Optuna.
 
     Running the same command again resumes the same study. Ctrl-C stops cleanly; finished trials are kept.
+    Several processes (or --backend ray) on one --storage share the study and its --trials total.
     """
     from nasscale.backends import get_backend
     from nasscale.results import best_frame, trials_frame
@@ -217,10 +229,12 @@ def search(
                  "objectives": objectives, "max_macs": max_macs, "max_params": max_params, "sampler": sampler,
                  "reward": reward, "target_macs": target_macs, "reward_exponent": w, "storage": storage,
                  "study": study, "seed": seed, "proxy_resolution": proxy_resolution, "batch_size": batch_size,
-                 "max_train_samples": max_train_samples, "threads": threads}
+                 "max_train_samples": max_train_samples, "threads": threads, "backend": backend,
+                 "ray_address": ray_address, "workers": workers, "cpus_per_trial": cpus_per_trial,
+                 "gpus_per_trial": gpus_per_trial}
     file_values = load_config_file(config) if config else None
     search_config = make_config(file_values, overrides, source=config)
-    run_search = get_backend("optuna")
+    run_search = get_backend(search_config.backend)
     with SearchProgressDisplay(search_config, quiet=as_json) as progress:
         result = run_search(search_config, progress=progress)
     front = best_frame(result)
@@ -373,6 +387,18 @@ def train(
         return
     console.print(f"validation accuracy {metrics['validation_accuracy']:.4f}; wrote "
                   + ", ".join(str(out / name) for name in metrics["files"]), highlight=False)
+
+
+# ------------------------------------------------------------------ commands that live in their own modules
+
+# Each command module defines plain functions; registering them here keeps the command table in one place.
+app.command(name="scale")(cli_scale.scale)
+app.command(name="report")(cli_report.report)
+app.command(name="dashboard")(cli_report.dashboard)
+app.command(name="rerun")(cli_distributed.rerun)
+app.command(name="latency")(cli_hardware.latency)
+app.command(name="latency-table")(cli_hardware.latency_table)
+app.command(name="proxies")(cli_hardware.proxies)
 
 
 # ------------------------------------------------------------------------------------------- entry point

@@ -19,6 +19,7 @@ from nasscale.units import parse_count
 OBJECTIVE_DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
 SAMPLER_NAMES = ("nsga2", "tpe", "random")
 REWARD_NAMES = ("mnas",)
+BACKEND_NAMES = ("optuna", "ray")
 DEFAULT_STORAGE = "sqlite:///nasscale.db"
 
 
@@ -50,6 +51,13 @@ class SearchConfig:
     validation_fraction: float = 0.2
     max_train_samples: int | None = None
     threads: int = 1  # torch threads per trial; more only pays on an idle machine
+    # Distributed search (docs/distributed.md). The Optuna backend runs one trial at a time per process: start
+    # one process per worker on a shared storage. The Ray backend runs `workers` trials at once.
+    backend: str = "optuna"
+    ray_address: str | None = None  # None: start a local Ray runtime; "auto" or HOST:PORT: join a cluster
+    workers: int = 1  # Ray actors, each running one trial at a time
+    cpus_per_trial: int = 1  # Ray CPUs per trial, and its torch threads
+    gpus_per_trial: float = 0.0  # Ray GPUs reserved per trial
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -102,7 +110,7 @@ def validate_config(config: SearchConfig) -> None:
             raise SpecError("reward", f"must be one of {', '.join(REWARD_NAMES)}, got {config.reward!r}")
         if config.target_macs is None:
             raise SpecError("target_macs", "is required with --reward mnas (the T of ACC x (MACs/T)^w), e.g. 400M")
-    for name in ("trials", "epochs", "batch_size", "population_size", "threads"):
+    for name in ("trials", "epochs", "batch_size", "population_size", "threads", "workers", "cpus_per_trial"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(name, f"must be a positive integer, got {value!r}")
@@ -118,6 +126,26 @@ def validate_config(config: SearchConfig) -> None:
         raise SpecError("validation_fraction", f"must be in (0, 1), got {config.validation_fraction!r}")
     if not config.learning_rate > 0:
         raise SpecError("learning_rate", f"must be positive, got {config.learning_rate!r}")
+    validate_backend(config)
+
+
+def validate_backend(config: SearchConfig) -> None:
+    if config.backend not in BACKEND_NAMES:
+        raise SpecError("backend", f"must be one of {', '.join(BACKEND_NAMES)}, got {config.backend!r}")
+    gpus = config.gpus_per_trial
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not gpus >= 0:
+        raise SpecError("gpus_per_trial", f"must be a number >= 0, got {gpus!r}")
+    if config.backend == "ray":
+        if config.threads not in (1, config.cpus_per_trial):
+            raise SpecError("threads", f"with the ray backend each trial uses --cpus-per-trial threads "
+                                       f"({config.cpus_per_trial}); leave --threads out")
+        return
+    ray_only = {"workers": config.workers != 1, "ray_address": config.ray_address is not None,
+                "cpus_per_trial": config.cpus_per_trial != 1, "gpus_per_trial": gpus != 0}
+    for name, given in ray_only.items():
+        if given:
+            raise SpecError(name, "applies to --backend ray; with the Optuna backend start one 'nasscale search' "
+                                  "process per worker on a shared --storage (and use --threads for torch threads)")
 
 
 def _normalise(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:

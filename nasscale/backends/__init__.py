@@ -17,8 +17,17 @@ def _optuna() -> Callable:
     return run_search
 
 
+def _ray() -> Callable:
+    import ray  # noqa: F401  (a missing Ray is reported here, by name, before any work starts)
+
+    from nasscale.backends.ray_backend import run_search
+
+    return run_search
+
+
 BACKENDS: dict[str, Callable[[], Callable]] = {
     "optuna": _optuna,
+    "ray": _ray,
 }
 
 

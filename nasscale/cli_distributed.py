@@ -1,0 +1,44 @@
+"""The ``nasscale rerun`` command, registered on the app by ``nasscale.cli``.
+
+This module does not import ``nasscale.cli`` (which imports it), so it keeps its own console.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+DEFAULT_STORAGE = "sqlite:///nasscale.db"
+
+
+def rerun(
+    study: Annotated[str, typer.Option("--study", help="Study name.")],
+    trial: Annotated[int, typer.Option(help="Trial number.")],
+    storage: Annotated[str, typer.Option(help="Optuna storage URL.")] = DEFAULT_STORAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
+) -> None:
+    """Retrain one trial from its record (architecture, seed, proxy settings) and compare the accuracy with the
+    recorded one, epoch by epoch. On a CPU with one thread they are identical."""
+    from nasscale.backends.rerun import rerun_trial
+
+    result = rerun_trial(study, trial, storage)
+    if as_json:
+        print(json.dumps(result, indent=2))  # plain print: scripts parse this
+        return
+    table = Table(title=f"Trial {trial} of study {study!r} re-run (seed {result['seed']}, "
+                        f"{result['threads']} thread{'s' if result['threads'] > 1 else ''})")
+    for column in ("epoch", "recorded accuracy", "re-run accuracy"):
+        table.add_column(column, justify="right")
+    for row in result["epochs"]:
+        recorded = "" if row["recorded"] is None else f"{row['recorded']:.6f}"
+        table.add_row(str(row["epoch"]), recorded, f"{row['rerun']:.6f}")
+    console.print(table)
+    verdict = "[green]identical[/]" if result["identical"] else "[red]DIFFERENT[/]"
+    console.print(f"arch_id {result['arch_id']}: re-run {verdict} to the recorded accuracies "
+                  f"({result['seconds']:.1f} s)")
