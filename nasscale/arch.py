@@ -497,14 +497,25 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+# Fields that came with the classic families are written only when they differ from their default, so that
+# the MBConv-era specs, their files and their arch_ids stay exactly as they were before those fields existed.
+OPTIONAL_STAGE_FIELDS = frozenset({"groups", "bottleneck_ratio", "pool", "same_padding", "branches"})
+OPTIONAL_ARCH_FIELDS = frozenset({"se_style", "classifier_hidden", "head_pool_size"})
+ARCH_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Arch)
+                 if field.default is not dataclasses.MISSING}
+
+
 def stage_to_dict(stage: Stage) -> dict[str, Any]:
-    return {name: _plain(getattr(stage, name)) for name in STAGE_FIELDS}
+    return {name: _plain(getattr(stage, name)) for name in STAGE_FIELDS
+            if name not in OPTIONAL_STAGE_FIELDS or getattr(stage, name) != STAGE_DEFAULTS[name]}
 
 
 def to_dict(arch: Arch) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in ARCH_FIELDS:
         value = getattr(arch, name)
+        if name in OPTIONAL_ARCH_FIELDS and value == ARCH_DEFAULTS[name]:
+            continue
         data[name] = [stage_to_dict(stage) for stage in value] if name == "stages" else _plain(value)
     return data
 
@@ -517,7 +528,8 @@ def canonical_json(arch: Arch) -> str:
     # Floats print identically whether they came in as 6 or 6.0.
     for stage in data["stages"]:
         for name in STAGE_FLOAT_FIELDS:
-            stage[name] = float(stage[name])
+            if name in stage:
+                stage[name] = float(stage[name])
     data["dropout"] = float(data["dropout"])
     data["drop_path_rate"] = float(data["drop_path_rate"])
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
