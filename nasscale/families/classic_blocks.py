@@ -237,8 +237,8 @@ def plain_conv(in_channels: int, out_channels: int, *, kernel_size: int, padding
 
 
 class LargeKernelAttention(nn.Module):
-    """VAN's LKA: 5x5 depthwise, 7x7 depthwise with dilation 3 (together a 21x21 receptive field), 1x1; the
-    result is an attention map that multiplies the input."""
+    """VAN's LKA: 5x5 depthwise, 7x7 depthwise with dilation 3 (the paper's decomposition of a 21x21
+    convolution), 1x1; the result is an attention map that multiplies the input."""
 
     def __init__(self, channels: int):
         super().__init__()
