@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nasscale import cli_distributed, cli_hardware, cli_report, cli_scale
+from nasscale import cli_distributed, cli_hardware, cli_interchange, cli_report, cli_scale
 from nasscale.errors import NasscaleError
 from nasscale.units import format_count
 
@@ -190,13 +190,30 @@ def search(
                                                     "up to this number [20].")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop this run after this many seconds.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs per trial [3].")] = None,
-    objectives: Annotated[str | None, typer.Option(help="Comma-separated: accuracy,macs[,params] "
+    objectives: Annotated[str | None, typer.Option(help="Comma-separated: accuracy,macs[,params][,latency] "
                                                         "[accuracy,macs].")] = None,
     max_macs: Annotated[str | None, typer.Option(help="MAC budget, e.g. 400M (checked before training).")] = None,
     max_params: Annotated[str | None, typer.Option(help="Parameter budget, e.g. 5M.")] = None,
     sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random [nsga2].")] = None,
     reward: Annotated[str | None, typer.Option(help="mnas: single objective ACC x (MACs/T)^w.")] = None,
     target_macs: Annotated[str | None, typer.Option(help="T of the MnasNet reward, e.g. 400M.")] = None,
+    max_latency: Annotated[str | None, typer.Option(help="Latency budget per batch-1 forward pass, e.g. 15ms "
+                                                         "(checked before training; with a table, before "
+                                                         "building).")] = None,
+    target_latency: Annotated[str | None, typer.Option(help="T of MnasNet's latency reward ACC x (LAT/T)^w, e.g. "
+                                                            "15ms (with --reward mnas, instead of --target-macs).")]
+    = None,
+    latency_table: Annotated[str | None, typer.Option(help="Predict latency from this table ('nasscale "
+                                                           "latency-table'); without one, each trial's model is "
+                                                           "measured.")] = None,
+    latency_repeats: Annotated[int | None, typer.Option(help="Timed runs per measured latency (median) "
+                                                             "[10].")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="training | zero-cost:NAME: score each trial with a "
+                                                       "zero-cost proxy (synflow, grad_norm, snip, naswot, "
+                                                       "jacob_cov, params, macs) instead of training "
+                                                       "[training].")] = None,
+    prefilter: Annotated[str | None, typer.Option(help="NAME:K: score K candidates per trial with zero-cost proxy "
+                                                       "NAME and train only the best, e.g. naswot:8.")] = None,
     w: Annotated[float | None, typer.Option("--w", help="Exponent w of the MnasNet reward [-0.07].")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL [sqlite:///nasscale.db].")] = None,
     study: Annotated[str | None, typer.Option(help="Study name [<space>-<data>].")] = None,
@@ -216,7 +233,7 @@ def search(
     gpus_per_trial: Annotated[float | None, typer.Option(help="Ray backend: GPUs reserved per trial [0].")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Search a space for the Pareto front of accuracy against MACs (or a MnasNet reward) with Optuna.
+    """Search a space for the Pareto front of accuracy against MACs or latency (or a MnasNet reward) with Optuna.
 
     Running the same command again resumes the same study. Ctrl-C stops cleanly; finished trials are kept.
     Several processes (or --backend ray) on one --storage share the study and its --trials total.
@@ -231,7 +248,9 @@ def search(
                  "study": study, "seed": seed, "proxy_resolution": proxy_resolution, "batch_size": batch_size,
                  "max_train_samples": max_train_samples, "threads": threads, "backend": backend,
                  "ray_address": ray_address, "workers": workers, "cpus_per_trial": cpus_per_trial,
-                 "gpus_per_trial": gpus_per_trial}
+                 "gpus_per_trial": gpus_per_trial, "max_latency": max_latency, "target_latency": target_latency,
+                 "latency_table": latency_table, "latency_repeats": latency_repeats, "evaluator": evaluator,
+                 "prefilter": prefilter}
     file_values = load_config_file(config) if config else None
     search_config = make_config(file_values, overrides, source=config)
     run_search = get_backend(search_config.backend)
@@ -256,15 +275,35 @@ def _records(frame) -> list[dict]:
 
 
 def print_trials_table(frame, *, title: str) -> None:
+    """The trials of ``results.best_frame``; latency columns only when recorded, the accuracy column named for
+    what it holds (a zero-cost study's score)."""
+    from nasscale.study import accuracy_label
+
+    evaluators = frame["evaluator"].dropna()
+    show_latency = frame["latency_ms"].notna().any()
+    columns = ["trial", accuracy_label(evaluators.iloc[0] if len(evaluators) else None), "MACs", "params",
+               *(["latency ms", "from"] if show_latency else []), "value", "architecture"]
     table = Table(title=title)
-    for column in ("trial", "accuracy", "MACs", "params", "value", "architecture"):
-        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("architecture", "from") else "right")
     show_value = frame["value"].notna().any()
     for row in frame.itertuples():
+        latency = [_milliseconds(row.latency_ms), row.latency_source or ""] if show_latency else []
         table.add_row(str(row.trial), "" if row.accuracy is None else f"{row.accuracy:.4f}",
                       format_count(row.macs) if row.macs else "", format_count(row.params) if row.params else "",
+                      *latency,
                       f"{row.value:.4f}" if show_value and row.value == row.value else "", row.summary or "")
     console.print(table)
+
+
+def _objective_text(name: str, value: float) -> str:
+    if name == "latency":
+        return f"{value:.3g} ms"
+    return format_count(value) if value > 10 else f"{value:.4f}"
+
+
+def _milliseconds(value) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) and value == value else ""
 
 
 class SearchProgressDisplay:
@@ -296,7 +335,8 @@ class SearchProgressDisplay:
 
     def trial_started(self, number, arch, trial_cost) -> None:
         self._start()
-        self.bars.reset(self.epochs_task, total=self.config.epochs, visible=True,
+        trains = self.config.zero_cost_proxy is None  # a zero-cost evaluator scores without epochs
+        self.bars.reset(self.epochs_task, total=self.config.epochs, visible=trains,
                         description=f"trial {number} ({format_count(trial_cost.macs)} MACs)")
 
     def epoch_finished(self, number, epoch, epochs, accuracy) -> None:
@@ -307,7 +347,7 @@ class SearchProgressDisplay:
         self._start()
         self.bars.advance(self.trials_task)
         if not self.quiet:
-            shown = ", ".join(f"{name} {format_count(value) if value > 10 else f'{value:.4f}'}"
+            shown = ", ".join(f"{name} {_objective_text(name, value)}"
                               for name, value in zip(self.config.objective_names, values or [], strict=False))
             self.bars.console.print(f"trial {number}: {state}{': ' + shown if shown else ''}", highlight=False)
 
@@ -399,6 +439,8 @@ app.command(name="rerun")(cli_distributed.rerun)
 app.command(name="latency")(cli_hardware.latency)
 app.command(name="latency-table")(cli_hardware.latency_table)
 app.command(name="proxies")(cli_hardware.proxies)
+app.command(name="timm")(cli_interchange.timm)
+app.command(name="from-timm")(cli_interchange.from_timm)
 
 
 # ------------------------------------------------------------------------------------------- entry point

@@ -48,3 +48,8 @@ class SpaceError(NasscaleError, ValueError):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class InterchangeError(NasscaleError, ValueError):
+    """Another library's architecture format (timm's block strings) holds something the spec cannot express, or
+    a stage holds something the format cannot; the message names the string or the stage and what it is."""

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from nasscale.arch import (
+    HEADS_WITH_CHANNELS,
     Arch,
     BlockPlacement,
     BlockType,
-    HeadType,
     Stage,
     StagePlacement,
     final_feature_size,
@@ -204,6 +204,7 @@ def latency_range(table: LatencyTable, space: SearchSpace) -> tuple[float, float
     resolution, or every resolution), exact: a stage's latency depends only on its input width and size and its
     own fields, so a dynamic program over (width, size) states bounds it, as ``space.cost_range`` bounds MACs.
     For checking a latency budget is reachable before a search starts."""
+    require_listed_stages(space)
     resolutions = (table.resolution,) if table.resolution is not None else distinct_values(space.resolution)
     bounds = [_latency_bounds_at(table, space, resolution) for resolution in resolutions]
     low, high = min(low for low, _ in bounds), max(high for _, high in bounds)
@@ -263,12 +264,19 @@ class Part:
 def space_parts(space: SearchSpace, *, in_channels: int, num_classes: int,
                 resolution: int | None = None) -> list[Part]:
     """Every distinct part that ``sample(space, ..., resolution=resolution)`` can produce, once each."""
+    require_listed_stages(space)
     resolutions = (resolution,) if resolution is not None else distinct_values(space.resolution)
     parts: dict[str, Part] = {}
     for size in resolutions:
         for part in _space_parts_at(space, in_channels=in_channels, num_classes=num_classes, resolution=size):
             parts.setdefault(part.key, part)
     return list(parts.values())
+
+
+def require_listed_stages(space: SearchSpace) -> None:
+    if space.regnet is not None:
+        raise LatencyTableError(f"space {space.name!r} generates its stages by RegNet's rule, which a latency table "
+                                "does not enumerate; measure its architectures instead (nasscale latency)")
 
 
 def _space_parts_at(space: SearchSpace, *, in_channels: int, num_classes: int, resolution: int) -> Iterator[Part]:
@@ -306,8 +314,8 @@ def _stage_configurations(stage_space: StageSpace, space: SearchSpace, *, repeat
 def _probe_arch(space: SearchSpace, *, stem_channels: int, features: int, head_channels: int | None,
                 in_channels: int, num_classes: int, resolution: int) -> Arch:
     """An architecture whose stem (or head) is the one wanted; its single stage is a stand-in of the right width."""
-    if head_channels is None:
-        head_channels = 0 if space.head is HeadType.NORM else 1
+    if head_channels is None:  # the stem's probe: any head the space accepts
+        head_channels = 1 if space.head in HEADS_WITH_CHANNELS else 0
     stand_in = Stage(block=BlockType.CONV, num_blocks=1, out_channels=features, stride=1)
     return Arch(stages=(stand_in,), stem_channels=stem_channels, head_channels=head_channels, resolution=resolution,
                 in_channels=in_channels, num_classes=num_classes, **space.arch_fields())

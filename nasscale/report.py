@@ -20,11 +20,11 @@ from typing import Any
 from nasscale.errors import NasscaleError, SpecError, UnknownNameError
 from nasscale.pareto import hypervolume_over_trials, pareto_front
 from nasscale.search import ATTR_ACCURACY, ATTR_ARCH, ATTR_INFEASIBLE
+from nasscale.study import accuracy_label
 from nasscale.units import format_count
 
 logger = logging.getLogger(__name__)
 
-ATTR_LATENCY = "latency_ms"
 STUDY_ATTR_LADDER = "nasscale_ladder"
 # The cost axes a front is drawn against, with their labels; latency only when a trial recorded it.
 COST_LABELS = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)"}
@@ -35,7 +35,7 @@ TOP_ARCHITECTURES = 15
 UNTRAINED_SHOWN = 50
 SETTINGS_PER_ROW = 4
 COUNT_SETTINGS = ("max_macs", "max_params", "target_macs")
-BUDGET_SETTINGS = {"macs": "max_macs", "params": "max_params"}
+BUDGET_SETTINGS = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency"}
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 STUDY_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 DOMINATED_COLOR = "rgba(140, 140, 140, 0.55)"
@@ -47,12 +47,12 @@ SAMPLER_NAMES = {"nsga2": "NSGA-II", "tpe": "TPE", "random": "random sampling"}
 
 
 def report_row(trial: Any) -> dict[str, Any]:
-    """``results.trial_row`` plus what the report needs: the latency, whether it was over budget, the architecture."""
+    """``results.trial_row`` (which has the latency where recorded) plus whether it was over budget and the
+    architecture."""
     from nasscale.results import trial_row
 
     attrs = trial.user_attrs
     return trial_row(trial) | {
-        "latency_ms": attrs.get(ATTR_LATENCY),
         "infeasible": ATTR_INFEASIBLE in attrs,
         "arch": attrs.get(ATTR_ARCH),
     }
@@ -407,15 +407,21 @@ def front_figure(studies: Sequence[StudyData], cost: str = "macs") -> Any:
         figure.add_vline(x=budget, line={"color": "#d62728", "dash": "dash", "width": 1})
     axis = {"type": "log" if cost != "latency_ms" else "linear", "title": {"text": COST_LABELS[cost]},
             "tickformat": ".3~s"}
+    label = studies_accuracy_label(studies)
     if has_strip:
         # Both rows share the x range, so both need the same axis type or the ticks lie about the points.
         figure.update_xaxes(type=axis["type"], tickformat=axis["tickformat"])
         figure.update_xaxes(title=axis["title"], row=2, col=1)
-        figure.update_yaxes(title={"text": "accuracy"}, row=1, col=1)
-        figure.update_yaxes(title={"text": "no accuracy"}, type="category", row=2, col=1)
-        return _layout(figure, f"Accuracy against {COST_LABELS[cost]}")
-    return _layout(figure, f"Accuracy against {COST_LABELS[cost]}", xaxis=axis,
-                   yaxis={"title": {"text": "accuracy"}})
+        figure.update_yaxes(title={"text": label}, row=1, col=1)
+        figure.update_yaxes(title={"text": f"no {label}"}, type="category", row=2, col=1)
+        return _layout(figure, f"{label.capitalize()} against {COST_LABELS[cost]}")
+    return _layout(figure, f"{label.capitalize()} against {COST_LABELS[cost]}", xaxis=axis,
+                   yaxis={"title": {"text": label}})
+
+
+def studies_accuracy_label(studies: Sequence[StudyData]) -> str:
+    """The accuracy axis's name: accuracy, or "score (synflow)" for studies evaluated by a zero-cost proxy."""
+    return " / ".join(dict.fromkeys(accuracy_label(study.config.get("evaluator")) for study in studies))
 
 
 def _points(rows: Sequence[Mapping[str, Any]], cost: str, study: str, name: str, marker: dict, *,
@@ -589,16 +595,34 @@ def describe_study(study: StudyData) -> str:
     if not config:
         return "no nasscale settings recorded (a study made outside nasscale?)"
     objectives = " and ".join(study.objectives)
-    if config.get("reward"):
+    if config.get("reward") and config.get("target_latency"):
+        objectives = (f"the {config['reward']} reward ACC x (LAT/{config['target_latency']:g} ms)"
+                      f"^{config.get('reward_exponent')}")
+    elif config.get("reward"):
         objectives = (f"the {config['reward']} reward ACC x (MACs/{format_count(config.get('target_macs') or 0)})"
                       f"^{config.get('reward_exponent')}")
     budgets = [f"{name} <= {format_count(config[key])}" for key, name in (("max_macs", "MACs"),
                                                                            ("max_params", "params")) if config.get(key)]
+    budgets += [f"latency <= {config['max_latency']:g} ms"] if config.get("max_latency") else []
     sentence = (f"{SAMPLER_NAMES.get(config.get('sampler'), config.get('sampler'))} over {objectives} on space "
                 f"{config.get('space')} with data {config.get('data')}; {config.get('trials')} trained trials of "
                 f"{config.get('epochs')} epoch(s) at {config.get('proxy_resolution') or 'native'} px, "
                 f"seed {config.get('seed')}")
-    return sentence + (f"; budget {', '.join(budgets)}" if budgets else "")
+    return sentence + (f"; budget {', '.join(budgets)}" if budgets else "") + _evaluation_text(config)
+
+
+def _evaluation_text(config: Mapping[str, Any]) -> str:
+    evaluator, prefilter = config.get("evaluator"), config.get("prefilter")
+    latency = "; latency " + (f"predicted from {config['latency_table']}" if config.get("latency_table")
+                              else "measured per trial")
+    text = latency if config.get("latency_table") or config.get("max_latency") or config.get("target_latency") \
+        or "latency" in (config.get("objectives") or ()) else ""
+    if evaluator and evaluator != "training":
+        text += f"; no training: each trial's accuracy axis is the {evaluator.removeprefix('zero-cost:')} score"
+    if prefilter:
+        name, _, count = str(prefilter).partition(":")
+        text += f"; each trial trains the best by {name} of {count} candidates"
+    return text
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
@@ -691,7 +715,8 @@ def _top_table(page: _Page, study: StudyData) -> None:
     page.text("p", f"The {kind}, most accurate first.", "note")
     show_latency = any(row.get("latency_ms") is not None for row in study.top)
     show_value = not study.is_multi_objective
-    header = ["trial", "accuracy", "MACs", "params", *(["latency ms"] if show_latency else []),
+    header = ["trial", accuracy_label(study.config.get("evaluator")), "MACs", "params",
+              *(["latency ms"] if show_latency else []),
               *([study.objectives[0]] if show_value else []), "architecture"]
     rows = []
     for row in sorted(study.top, key=lambda row: -(row.get("accuracy") or 0.0)):

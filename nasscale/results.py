@@ -16,16 +16,22 @@ from nasscale.search import (
     ATTR_ACCURACY,
     ATTR_ARCH,
     ATTR_ARCH_ID,
+    ATTR_EVALUATOR,
     ATTR_FAIL_REASON,
     ATTR_INFEASIBLE,
+    ATTR_LATENCY,
+    ATTR_LATENCY_SOURCE,
     ATTR_MACS,
     ATTR_PARAMS,
     ATTR_SUMMARY,
     ATTR_TIMINGS,
 )
 
-TABLE_COLUMNS = ["trial", "state", "accuracy", "macs", "params", "value", "arch_id", "summary", "train_seconds",
-                 "note"]
+# accuracy: validation accuracy after proxy training, or the zero-cost score that `evaluator` names (then a
+# table heads it "score (NAME)", see study.accuracy_label). latency_ms: predicted from a table or measured, as
+# latency_source says; absent when the search did not need it.
+TABLE_COLUMNS = ["trial", "state", "accuracy", "macs", "params", "latency_ms", "value", "arch_id", "summary",
+                 "train_seconds", "note", "evaluator", "latency_source"]
 
 
 def open_study(name: str, storage_url: str) -> optuna.Study:
@@ -51,11 +57,14 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "accuracy": attrs.get(ATTR_ACCURACY),
         "macs": attrs.get(ATTR_MACS),
         "params": attrs.get(ATTR_PARAMS),
+        "latency_ms": attrs.get(ATTR_LATENCY),
         "value": trial.values[0] if trial.values and len(trial.values) == 1 else None,
         "arch_id": attrs.get(ATTR_ARCH_ID),
         "summary": attrs.get(ATTR_SUMMARY),
         "train_seconds": attrs.get(ATTR_TIMINGS, {}).get("train_seconds"),
         "note": note,
+        "evaluator": attrs.get(ATTR_EVALUATOR),
+        "latency_source": attrs.get(ATTR_LATENCY_SOURCE),
     }
 
 

@@ -7,6 +7,8 @@ Light core: no torch.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +17,12 @@ from typing import Any
 from nasscale.errors import SpecError
 from nasscale.units import parse_count
 
-# Each objective with its Optuna direction.
-OBJECTIVE_DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
+# Each objective with its Optuna direction. latency: milliseconds of a batch-1 forward pass (see latency_table).
+OBJECTIVE_DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "params": "minimize", "latency": "minimize"}
 SAMPLER_NAMES = ("nsga2", "tpe", "random")
 REWARD_NAMES = ("mnas",)
+TRAINING_EVALUATOR = "training"
+ZERO_COST_PREFIX = "zero-cost:"  # --evaluator zero-cost:NAME scores each trial with a proxy instead of training
 BACKEND_NAMES = ("optuna", "ray")
 DEFAULT_STORAGE = "sqlite:///nasscale.db"
 
@@ -39,6 +43,15 @@ class SearchConfig:
     reward: str | None = None  # "mnas": single objective ACC x (MACs / target_macs) ^ reward_exponent
     target_macs: int | None = None
     reward_exponent: float = -0.07
+    # Latency: milliseconds per batch-1 forward pass, predicted from a table (nasscale latency-table) when one is
+    # given, else measured on the built model (median of latency_repeats runs with `threads` threads).
+    max_latency: float | None = None  # a budget, like max_macs: an over-budget sample is not trained
+    target_latency: float | None = None  # T of MnasNet's reward ACC x (LAT / T) ^ reward_exponent
+    latency_table: str | None = None
+    latency_repeats: int = 10
+    # Evaluation: "training" (proxy training) or "zero-cost:NAME" (score with a zero-cost proxy, no training).
+    evaluator: str = TRAINING_EVALUATOR
+    prefilter: str | None = None  # "NAME:K": score K candidates per trial with proxy NAME, train the best
     seed: int = 0
     # Proxy training
     epochs: int = 3
@@ -81,7 +94,36 @@ class SearchConfig:
 
     @property
     def objective_names(self) -> list[str]:
-        return [f"reward_{self.reward}"] if self.reward else list(self.objectives)
+        """As recorded in the study: resuming it with other objectives (or another evaluator) is refused."""
+        if self.reward:
+            return [f"reward_{self.reward}" + ("_latency" if self.target_latency is not None else "")]
+        return [self.accuracy_name if name == "accuracy" else name for name in self.objectives]
+
+    @property
+    def zero_cost_proxy(self) -> str | None:
+        """The proxy of --evaluator zero-cost:NAME; None for training."""
+        return self.evaluator.removeprefix(ZERO_COST_PREFIX) if self.evaluator != TRAINING_EVALUATOR else None
+
+    @property
+    def accuracy_name(self) -> str:
+        """The accuracy objective's name: accuracy when trials train, the proxy's score when they do not."""
+        proxy = self.zero_cost_proxy
+        return "accuracy" if proxy is None else f"score_{proxy}"
+
+    @property
+    def prefilter_proxy(self) -> tuple[str, int] | None:
+        """(proxy, K) of --prefilter NAME:K."""
+        if self.prefilter is None:
+            return None
+        name, _, count = self.prefilter.partition(":")
+        return name, int(count)
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether each trial's latency is an objective, a budget or the reward's cost."""
+        as_objective = self.reward is None and "latency" in self.objectives
+        return as_objective or self.max_latency is not None or (self.reward is not None
+                                                                 and self.target_latency is not None)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -91,11 +133,35 @@ class SearchConfig:
 
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(SearchConfig))
 COUNT_FIELDS = ("max_macs", "max_params", "target_macs")
+MILLISECOND_FIELDS = ("max_latency", "target_latency")
+MILLISECONDS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|s|us)?\s*$", re.IGNORECASE)
+
+
+def parse_milliseconds(text: str | int | float, *, name: str = "value") -> float:
+    """Parse "15ms", "15", "0.015s" or "800us" into milliseconds (a plain number means milliseconds)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        match = DURATION.match(str(text))
+        if match is None:
+            raise SpecError(name, f"must be a duration such as 15ms, 0.5s or 800us, got {text!r}")
+        value = float(match.group(1)) * MILLISECONDS_PER_UNIT[(match.group(2) or "ms").lower()]
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(name, f"must be a positive duration, got {text!r}")
+    return value
+
+
+def accuracy_label(evaluator: str | None) -> str:
+    """How tables and reports head the accuracy column: "accuracy", or "score (synflow)" for a zero-cost study."""
+    if not evaluator or evaluator == TRAINING_EVALUATOR:
+        return "accuracy"
+    return f"score ({evaluator.removeprefix(ZERO_COST_PREFIX)})"
 
 
 def validate_config(config: SearchConfig) -> None:
     if not config.objectives:
-        raise SpecError("objectives", "name at least one of accuracy, macs, params")
+        raise SpecError("objectives", f"name at least one of {', '.join(OBJECTIVE_DIRECTIONS)}")
     for name in config.objectives:
         if name not in OBJECTIVE_DIRECTIONS:
             raise SpecError("objectives", f"unknown objective {name!r}; choose from {', '.join(OBJECTIVE_DIRECTIONS)}")
@@ -105,12 +171,10 @@ def validate_config(config: SearchConfig) -> None:
         raise SpecError("objectives", "must include accuracy (a search that never trains is 'nasscale sample')")
     if config.sampler not in SAMPLER_NAMES:
         raise SpecError("sampler", f"must be one of {', '.join(SAMPLER_NAMES)}, got {config.sampler!r}")
-    if config.reward is not None:
-        if config.reward not in REWARD_NAMES:
-            raise SpecError("reward", f"must be one of {', '.join(REWARD_NAMES)}, got {config.reward!r}")
-        if config.target_macs is None:
-            raise SpecError("target_macs", "is required with --reward mnas (the T of ACC x (MACs/T)^w), e.g. 400M")
-    for name in ("trials", "epochs", "batch_size", "population_size", "threads", "workers", "cpus_per_trial"):
+    validate_evaluation(config)
+    validate_reward(config)
+    for name in ("trials", "epochs", "batch_size", "population_size", "threads", "workers", "cpus_per_trial",
+                 "latency_repeats"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(name, f"must be a positive integer, got {value!r}")
@@ -126,7 +190,54 @@ def validate_config(config: SearchConfig) -> None:
         raise SpecError("validation_fraction", f"must be in (0, 1), got {config.validation_fraction!r}")
     if not config.learning_rate > 0:
         raise SpecError("learning_rate", f"must be positive, got {config.learning_rate!r}")
+    for name in MILLISECOND_FIELDS:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not (math.isfinite(value) and value > 0)):
+            raise SpecError(name, f"must be positive milliseconds, got {value!r}")
     validate_backend(config)
+
+
+def validate_reward(config: SearchConfig) -> None:
+    if config.reward is None:
+        if config.target_latency is not None:
+            raise SpecError("target_latency", "is the T of --reward mnas; add --reward mnas, or use --max-latency "
+                                              "for a budget")
+        return
+    if config.reward not in REWARD_NAMES:
+        raise SpecError("reward", f"must be one of {', '.join(REWARD_NAMES)}, got {config.reward!r}")
+    if config.target_macs is None and config.target_latency is None:
+        raise SpecError("target_macs", "is required with --reward mnas (the T of ACC x (MACs/T)^w), e.g. 400M; "
+                                       "or give --target-latency (ACC x (LAT/T)^w), e.g. 15ms")
+    if config.target_macs is not None and config.target_latency is not None:
+        raise SpecError("target_latency", "cannot be combined with target_macs: the mnas reward weighs one cost; "
+                                          "give --target-macs or --target-latency")
+    if config.zero_cost_proxy is not None:
+        raise SpecError("reward", "multiplies an accuracy in [0, 1] by a cost ratio; a zero-cost score (a log, "
+                                  "possibly negative) does not fit it: use --objectives accuracy,latency (or macs) "
+                                  "with --evaluator zero-cost:NAME")
+
+
+def validate_evaluation(config: SearchConfig) -> None:
+    """The evaluator's and the prefilter's shape; their proxy names are checked against the proxies when the
+    search starts (nasscale.search.prepare_context), which keeps this module free of torch."""
+    evaluator = config.evaluator
+    valid = isinstance(evaluator, str) and (evaluator == TRAINING_EVALUATOR or (
+        evaluator.startswith(ZERO_COST_PREFIX) and evaluator.removeprefix(ZERO_COST_PREFIX)))
+    if not valid:
+        raise SpecError("evaluator", f"must be {TRAINING_EVALUATOR} or {ZERO_COST_PREFIX}NAME (e.g. "
+                                     f"{ZERO_COST_PREFIX}synflow), got {evaluator!r}")
+    if config.prefilter is None:
+        return
+    name, separator, count = str(config.prefilter).partition(":")
+    if not (isinstance(config.prefilter, str) and name and separator and count.strip().lstrip("-").isdigit()):
+        raise SpecError("prefilter", f"must be NAME:K, e.g. naswot:8 (score K candidates per trial with a zero-cost "
+                                     f"proxy and train the best), got {config.prefilter!r}")
+    if int(count) < 1:
+        raise SpecError("prefilter", f"K must be at least 1 candidate per trial, got {config.prefilter!r}")
+    if config.zero_cost_proxy is not None:
+        raise SpecError("prefilter", "saves training runs; with --evaluator zero-cost:NAME no trial trains: "
+                                     "leave one of them out")
 
 
 def validate_backend(config: SearchConfig) -> None:
@@ -158,6 +269,11 @@ def _normalise(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:
         if name in COUNT_FIELDS and value is not None:
             try:
                 value = parse_count(value, name=name)
+            except SpecError as error:
+                raise error.with_source(source) if source else error from None
+        if name in MILLISECOND_FIELDS and value is not None:
+            try:
+                value = parse_milliseconds(value, name=name)
             except SpecError as error:
                 raise error.with_source(source) if source else error from None
         if name == "objectives" and isinstance(value, str):

@@ -69,7 +69,7 @@ def test_config_file_then_flags(tmp_path):
     ("text", "expected"),
     [
         ("spaec: tiny\n", "study.yaml: spaec: unknown key; valid keys are space, data,"),
-        ("objectives: accuracy,latency\n", "study.yaml: objectives: unknown objective 'latency'"),
+        ("objectives: accuracy,energy\n", "study.yaml: objectives: unknown objective 'energy'"),
         ("sampler: cmaes\n", "study.yaml: sampler: must be one of nsga2, tpe, random, got 'cmaes'"),
         ("reward: mnas\n", "study.yaml: target_macs: is required with --reward mnas"),
         ("max_macs: lots\n", "study.yaml: max_macs: must be a count such as 400M"),

@@ -52,21 +52,26 @@ from optuna.trial import TrialState
 
 from nasscale.errors import NasscaleError, TrainingDiverged
 from nasscale.search import (
+    ATTR_ACCURACY,
+    ATTR_EVALUATOR,
     ATTR_FAIL_REASON,
     ATTR_INFEASIBLE,
+    ATTR_PREFILTER,
     ATTR_SEED,
     ATTR_TIMINGS,
     ATTR_TRAINED,
+    Candidate,
     Progress,
+    ScoreFailed,
     SearchContext,
     SearchError,
     SilentProgress,
-    architecture_attributes,
-    budget_violation,
-    measure_cost,
+    assess,
     objective_values,
+    prefilter,
     prepare_context,
     propose,
+    score_architecture,
     train_architecture,
 )
 from nasscale.study import SearchConfig
@@ -232,6 +237,12 @@ class HeartbeatJournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def failure_reason(error: BaseException) -> str:
+    """``TYPE: first line of the message``, e.g. ``OutOfMemoryError: CUDA out of memory. ...``."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 # -------------------------------------------------------------------------------------- trial accounting
@@ -481,13 +492,13 @@ class Objective:
         started = time.perf_counter()
         arch = propose(OptunaChooser(trial), self.context)
         sample_seconds = time.perf_counter() - started
-        trial_cost, cost_seconds = measure_cost(arch)
-        for key, value in architecture_attributes(arch, trial_cost).items():
+        candidate = assess(arch, self.context)  # cost, latency (from the table, or measured) and the budgets
+        cost_seconds = time.perf_counter() - started - sample_seconds
+        for key, value in candidate.attributes().items():
             trial.set_user_attr(key, value)
-        reason = budget_violation(trial_cost, config)
-        if reason is not None:
-            trial.set_user_attr(ATTR_INFEASIBLE, reason)
-            raise optuna.TrialPruned(reason)
+        if candidate.violation is not None:
+            trial.set_user_attr(ATTR_INFEASIBLE, candidate.violation)
+            raise optuna.TrialPruned(candidate.violation)
         # A retry keeps the seed of the trial it repeats, so it trains exactly what that one would have.
         seed = trial.user_attrs.get(ATTR_SEED, config.seed + trial.number)
         skipped = self.slots.claim(trial, seed)
@@ -496,28 +507,55 @@ class Objective:
             trial.set_user_attr(ATTR_FAIL_REASON, skipped)  # the note that tables and reports show
             raise optuna.TrialPruned(skipped)
         try:
-            attributes = self._train(trial, arch, trial_cost, seed)
+            candidate = self._prefilter(trial, candidate, seed)
+            attributes = self._train(trial, candidate.arch, candidate.cost, seed)
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, a Ray stop: the claimed trial is queued again
             self._interrupted(trial, interrupt)
             raise
         attributes[ATTR_TIMINGS] |= {"sample_seconds": sample_seconds, "cost_seconds": cost_seconds}
         for key, value in attributes.items():
             trial.set_user_attr(key, value)
-        values = objective_values(attributes["accuracy"], trial_cost, config)
+        values = objective_values(attributes[ATTR_ACCURACY], candidate.cost, config, candidate.latency_ms)
         return values if len(values) > 1 else values[0]
+
+    def _prefilter(self, trial: optuna.Trial, candidate: Candidate, seed: int) -> Candidate:
+        """--prefilter NAME:K: the best-scored of the sample and K - 1 random candidates becomes the trial's
+        architecture (see nasscale.search)."""
+        if self.context.config.prefilter is None:
+            return candidate
+        try:
+            chosen, record = prefilter(candidate, self.context, seed=seed)
+        except ScoreFailed as error:
+            trial.set_user_attr(ATTR_FAIL_REASON, f"ScoreFailed: {error}")
+            raise TrialFailed(str(error)) from error
+        for key, value in (chosen.attributes() | {ATTR_PREFILTER: record}).items():
+            trial.set_user_attr(key, value)
+        return chosen
+
+    def _evaluate(self, trial: optuna.Trial, arch: Any, seed: int) -> dict[str, Any]:
+        """Proxy training, or with --evaluator zero-cost:NAME the proxy's score (nothing is trained)."""
+        if self.context.config.zero_cost_proxy is not None:
+            return score_architecture(arch, self.context, seed=seed)
+        return train_architecture(arch, self.context, seed=seed,
+                                  on_epoch=lambda epoch, accuracy: self._on_epoch(trial, epoch, accuracy))
 
     def _train(self, trial: optuna.Trial, arch: Any, trial_cost: Any, seed: int) -> dict[str, Any]:
         trial.set_user_attr(ATTR_WORKER, self.worker)
         trial.set_user_attr(ATTR_PROXY_SETTINGS, proxy_settings(self.context.config))
+        trial.set_user_attr(ATTR_EVALUATOR, self.context.config.evaluator)
         trial.set_user_attr(ATTR_STARTED_AT, time.time())
         self.progress.trial_started(trial.number, arch, trial_cost)
         try:
-            attributes = train_architecture(arch, self.context, seed=seed,
-                                            on_epoch=lambda epoch, accuracy: self._on_epoch(trial, epoch, accuracy))
-        except (TrainingDiverged, MemoryError, RuntimeError) as error:
-            trial.set_user_attr(ATTR_FAIL_REASON, f"{type(error).__name__}: {_first_line(error)}")
+            attributes = self._evaluate(trial, arch, seed)
+        except optuna.TrialPruned:  # stopped early by the pruner: its training time is recorded all the same
             trial.set_user_attr(ATTR_FINISHED_AT, time.time())
-            raise TrialFailed(_first_line(error)) from error
+            raise
+        # torch.OutOfMemoryError is a RuntimeError; ScoreFailed: a zero-cost proxy gave no finite score
+        except (TrainingDiverged, ScoreFailed, MemoryError, RuntimeError) as error:
+            reason = failure_reason(error)
+            trial.set_user_attr(ATTR_FAIL_REASON, reason)
+            trial.set_user_attr(ATTR_FINISHED_AT, time.time())
+            raise TrialFailed(reason) from error
         return attributes | {ATTR_FINISHED_AT: time.time()}
 
     def _on_epoch(self, trial: optuna.Trial, epoch: int, accuracy: float) -> None:
@@ -555,7 +593,14 @@ class TrialWatcher:
         self.consecutive_infeasible = 0
         if ATTR_SKIPPED not in trial.user_attrs:
             values = trial.values if trial.state is TrialState.COMPLETE else None
-            self.progress.trial_finished(trial.number, trial.state.name.lower(), values)
+            self.progress.trial_finished(trial.number, shown_state(trial), values)
+
+
+def shown_state(trial: optuna.trial.FrozenTrial) -> str:
+    """A finished trial's state for the progress display; a failed one with its reason."""
+    state = trial.state.name.lower()
+    reason = trial.user_attrs.get(ATTR_FAIL_REASON)
+    return f"{state} ({reason})" if trial.state is TrialState.FAIL and reason else state
 
 
 # ------------------------------------------------------------------------------------------------ worker
@@ -595,7 +640,7 @@ def run_worker(config: SearchConfig, *, progress: Progress | None = None, stop_e
                            "%s (a paused process?); it is queued again", GRACE_VARIABLE)
     if watcher.gave_up:
         raise SearchError(f"{MAX_CONSECUTIVE_INFEASIBLE} samples in a row were over budget; relax --max-macs/"
-                          "--max-params or narrow the space")
+                          "--max-params/--max-latency or narrow the space")
     return study
 
 

@@ -50,6 +50,7 @@ from nasscale.backends.optuna_backend import (
     make_storage,
     open_or_create_study,
     run_worker,
+    shown_state,
     worker_name,
 )
 from nasscale.errors import NasscaleError
@@ -203,7 +204,7 @@ class FinishedTrials:
                 continue
             self.reported.add(trial.number)
             values = trial.values if trial.state is optuna.trial.TrialState.COMPLETE else None
-            self.progress.trial_finished(trial.number, trial.state.name.lower(), values)
+            self.progress.trial_finished(trial.number, shown_state(trial), values)
 
 
 def wait_for(runs: list[Any], finished: FinishedTrials) -> None:
@@ -245,6 +246,8 @@ def run_search(config: SearchConfig, *, progress: Progress | None = None) -> opt
     ``config.trials`` evaluated trials."""
     progress = progress or SilentProgress()
     config = dataclasses.replace(config, threads=config.cpus_per_trial, storage=shared_storage_url(config.storage))
+    if config.latency_table is not None:  # actors run in other folders
+        config = dataclasses.replace(config, latency_table=str(Path(config.latency_table).expanduser().resolve()))
     from nasscale.search import prepare_context
 
     prepare_context(config)  # a missing dataset or an impossible budget is one line before Ray starts
