@@ -1,11 +1,16 @@
 """Analytic cost against build + fvcore trace: speed ratio and mismatches.
 
 For every preset and for seeded random architectures, times ``cost(arch)`` (no torch) and the oracle
-path (build the model, trace it with fvcore), checks that params and MACs agree to the unit, and
-prints the per-architecture speed-up. Both are measured in the same run, so the ratio is meaningful on
-a noisy machine even where absolute times are not.
+path (build the model, trace it with fvcore, count its parameters) on the same Arch object, checks that
+params and MACs agree to the unit, and prints the per-architecture speed-up.
 
-    python benchmarks/cost_vs_fvcore.py [--random 100] [--skip-large]
+Both sides are timed the same way, in the same run, so the ratio means something on a noisy machine even
+where absolute times do not: each is the best of several runs (noise only ever adds time). ``cost()`` keeps
+no cache between calls, so each of its runs recomputes everything from the Arch. Two random sets:
+``random`` draws what compound scaling takes (``random_arch``'s default), ``random_all`` every block type
+and option (``scalable=False``, as the agreement tests).
+
+    python benchmarks/cost_vs_fvcore.py [--random 100] [--skip-large] [--no-presets]
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+from nasscale import cost as cost_model
+from nasscale import geometry
+from nasscale.arch import Arch
 from nasscale.build import build
 from nasscale.cost import cost
 from nasscale.measure import count_parameters, example_input, fvcore_macs
@@ -27,67 +35,119 @@ from nasscale.testing import random_arch
 
 RESULTS = Path(__file__).parent / "results" / "cost_vs_fvcore.json"
 LARGE = {"efficientnet_b6", "efficientnet_b7", "efficientnetv2_l", "convnext_large"}
+GROUPS = ("presets", "random", "random_all")
+ANALYTIC_CALLS = 50  # per timed run: one call takes tens of microseconds, too short to time alone
+ANALYTIC_RUNS = 5
 
 
-def time_analytic(arch, repeats: int = 200) -> float:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        cost(arch)
-    return (time.perf_counter() - start) / repeats
+def memoised_functions() -> list[str]:
+    """Cost-model functions with a cache (functools.lru_cache and the like): timing repeated calls of those on
+    one Arch would time cache hits."""
+    return [f"{module.__name__}.{name}" for module in (cost_model, geometry) for name, value in vars(module).items()
+            if hasattr(value, "cache_clear")]
 
 
-def time_oracle(arch) -> tuple[float, int, int]:
-    start = time.perf_counter()
-    model = build(arch).eval()
-    macs = fvcore_macs(model, example_input(arch))
-    params = count_parameters(model)
-    return time.perf_counter() - start, params, macs
+def analytic_seconds(arch: Arch) -> float:
+    """Seconds per cost(arch) call, best of ANALYTIC_RUNS runs of ANALYTIC_CALLS calls."""
+    best = float("inf")
+    for _ in range(ANALYTIC_RUNS):
+        start = time.perf_counter()
+        for _ in range(ANALYTIC_CALLS):
+            cost(arch)
+        best = min(best, (time.perf_counter() - start) / ANALYTIC_CALLS)
+    return best
 
 
-def measure(name: str, arch) -> dict:
+def oracle(arch: Arch, runs: int) -> tuple[float, int, int]:
+    """Best seconds of ``runs`` builds + fvcore traces, and the params and MACs they count."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        model = build(arch).eval()
+        macs = fvcore_macs(model, example_input(arch))
+        params = count_parameters(model)
+        best = min(best, time.perf_counter() - start)
+    return best, params, macs
+
+
+def measure(group: str, name: str, arch: Arch, oracle_runs: int) -> dict:
     analytic = cost(arch)
-    analytic_seconds = time_analytic(arch)
-    oracle_seconds, params, macs = time_oracle(arch)
+    oracle_seconds, params, macs = oracle(arch, oracle_runs)
+    seconds = analytic_seconds(arch)  # the same Arch object as the oracle's
     return {
+        "group": group,
         "name": name,
         "params": analytic.params,
         "macs": analytic.macs,
-        "analytic_seconds": analytic_seconds,
+        "analytic_seconds": seconds,
         "oracle_seconds": oracle_seconds,
-        "speedup": oracle_seconds / analytic_seconds,
+        "speedup": oracle_seconds / seconds,
         "match": params == analytic.params and macs == analytic.macs,
+    }
+
+
+def architectures(options: argparse.Namespace) -> list[tuple[str, str, Arch]]:
+    archs = []
+    if not options.no_presets:
+        archs += [("presets", name, preset.arch()) for name, preset in PRESETS.items()
+                  if not (options.skip_large and name in LARGE)]
+    archs += [("random", f"random_{seed}", random_arch(random.Random(seed))) for seed in range(options.random)]
+    archs += [("random_all", f"random_all_{seed}", random_arch(random.Random(seed), scalable=False))
+              for seed in range(options.random)]
+    return archs
+
+
+def group_summary(rows: list[dict]) -> dict:
+    speedups = [row["speedup"] for row in rows]
+    return {
+        "architectures": len(rows),
+        "mismatches": sum(not row["match"] for row in rows),
+        "median_speedup": statistics.median(speedups),
+        "min_speedup": min(speedups),
+        "median_analytic_seconds": statistics.median(row["analytic_seconds"] for row in rows),
+        "median_oracle_seconds": statistics.median(row["oracle_seconds"] for row in rows),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--random", type=int, default=100, help="number of random architectures")
+    parser.add_argument("--random", type=int, default=100, help="random architectures in each random set")
     parser.add_argument("--skip-large", action="store_true", help="skip B6, B7, V2-L and ConvNeXt-L")
+    parser.add_argument("--no-presets", action="store_true", help="random architectures only")
+    parser.add_argument("--oracle-runs", type=int, default=3, help="build + trace runs per architecture (best)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the oracle (1: these models are small, and on a shared machine "
+                             "more threads make it slower, not faster)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
     options = parser.parse_args()
-    torch.set_num_threads(2)
+    if memoised_functions():
+        raise SystemExit(f"{', '.join(memoised_functions())} cache results: clear them before each timed call")
+    torch.set_num_threads(options.threads)
+    print(f"analytic: cost(arch), best of {ANALYTIC_RUNS} runs of {ANALYTIC_CALLS} calls (no cache between calls); "
+          f"oracle: build + fvcore trace + parameter count, best of {options.oracle_runs} runs, "
+          f"{options.threads} torch threads", flush=True)
+    oracle(random_arch(random.Random(0)), 1)  # imports fvcore and warms torch up outside any timing
     rows = []
-    for name, preset in PRESETS.items():
-        if options.skip_large and name in LARGE:
-            continue
-        rows.append(measure(name, preset.arch()))
-        print(f"{name:18s} speed-up {rows[-1]['speedup']:>9.0f}x  match {rows[-1]['match']}", flush=True)
-    for seed in range(options.random):
-        rows.append(measure(f"random_{seed}", random_arch(random.Random(seed))))
-    preset_rows = [row for row in rows if not row["name"].startswith("random_")]
-    random_rows = [row for row in rows if row["name"].startswith("random_")]
-    summary = {
-        "architectures": len(rows),
-        "mismatches": sum(not row["match"] for row in rows),
-        "preset_median_speedup": statistics.median(row["speedup"] for row in preset_rows),
-        "preset_min_speedup": min(row["speedup"] for row in preset_rows),
-        "random_median_speedup": statistics.median(row["speedup"] for row in random_rows) if random_rows else None,
-        "random_min_speedup": min(row["speedup"] for row in random_rows) if random_rows else None,
-        "torch_threads": torch.get_num_threads(),
-    }
-    print(json.dumps(summary, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
-    print(f"saved {RESULTS}")
+    for group, name, arch in architectures(options):
+        rows.append(measure(group, name, arch, options.oracle_runs))
+        if group == "presets":
+            row = rows[-1]
+            print(f"{name:20s} {row['analytic_seconds'] * 1e6:7.1f} us  {row['oracle_seconds'] * 1e3:8.1f} ms  "
+                  f"speed-up {row['speedup']:>8.0f}x  match {row['match']}", flush=True)
+    groups = {group: group_summary([row for row in rows if row["group"] == group]) for group in GROUPS
+              if any(row["group"] == group for row in rows)}
+    summary = {"architectures": len(rows), "mismatches": sum(not row["match"] for row in rows),
+               "torch_threads": torch.get_num_threads(), "oracle_runs": options.oracle_runs,
+               "analytic_runs": ANALYTIC_RUNS, "analytic_calls_per_run": ANALYTIC_CALLS, **groups}
+    for group, figures in groups.items():
+        print(f"{group:10s} n={figures['architectures']:3d}  median {figures['median_speedup']:7.0f}x  "
+              f"min {figures['min_speedup']:7.0f}x  mismatches {figures['mismatches']}  "
+              f"(median cost() {figures['median_analytic_seconds'] * 1e6:.1f} us, "
+              f"build + trace {figures['median_oracle_seconds'] * 1e3:.1f} ms)")
+    print(f"mismatches {summary['mismatches']} of {summary['architectures']}")
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
+    print(f"saved {options.output}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from nasscale.arch import (
     HeadType,
     StagePlacement,
     StemNorm,
-    StemType,
     bottleneck_channels,
     conv_output_size,
     expanded_channels,
@@ -33,10 +32,15 @@ from nasscale.arch import (
     iter_blocks,
     iter_stages,
     last_channels,
+    squeeze_channels,
     stage_blocks,
     stem_conv_size,
 )
-from nasscale.geometry import dense_transition_channels, needs_projection, shuffle_splits
+from nasscale.geometry import dense_transition_channels, needs_projection, placed_stages, shuffle_splits
+
+# Costs below are made with tuple.__new__ directly: a NamedTuple's own __new__ is a Python function, and cost()
+# makes dozens of Costs per architecture.
+_new_tuple = tuple.__new__
 
 
 class Cost(NamedTuple):
@@ -47,10 +51,10 @@ class Cost(NamedTuple):
     macs: int = 0
 
     def __add__(self, other: Cost) -> Cost:  # type: ignore[override]  # element-wise, not concatenation
-        return Cost(self.params + other.params, self.macs + other.macs)
+        return _new_tuple(Cost, (self.params + other.params, self.macs + other.macs))
 
     def __mul__(self, times: int) -> Cost:  # type: ignore[override]
-        return Cost(self.params * times, self.macs * times)
+        return _new_tuple(Cost, (self.params * times, self.macs * times))
 
 
 ZERO = Cost()
@@ -59,15 +63,15 @@ ZERO = Cost()
 def conv(in_channels: int, out_channels: int, kernel_size: int, output_size: int, *,
          groups: int = 1, bias: bool = False) -> Cost:
     weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
-    return Cost(weights + (out_channels if bias else 0), weights * output_size * output_size)
+    return _new_tuple(Cost, (weights + (out_channels if bias else 0), weights * output_size * output_size))
 
 
 def norm(channels: int) -> Cost:
-    return Cost(2 * channels, 0)  # weight and bias; running statistics are buffers, not parameters
+    return _new_tuple(Cost, (2 * channels, 0))  # weight and bias; running statistics are buffers, not parameters
 
 
 def linear(in_features: int, out_features: int, positions: int = 1) -> Cost:
-    return Cost(in_features * out_features + out_features, in_features * out_features * positions)
+    return _new_tuple(Cost, (in_features * out_features + out_features, in_features * out_features * positions))
 
 
 def squeeze_excite(channels: int, squeezed: int) -> Cost:
@@ -76,7 +80,9 @@ def squeeze_excite(channels: int, squeezed: int) -> Cost:
 
 
 def conv_norm(in_channels: int, out_channels: int, kernel_size: int, output_size: int, groups: int = 1) -> Cost:
-    return conv(in_channels, out_channels, kernel_size, output_size, groups=groups) + norm(out_channels)
+    """conv() then norm(), as one Cost: the commonest layer pair, so one tuple rather than three."""
+    weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
+    return _new_tuple(Cost, (weights + 2 * out_channels, weights * output_size * output_size))
 
 
 def _projection(block: BlockPlacement, *, with_norm: bool) -> Cost:
@@ -89,87 +95,106 @@ def _projection(block: BlockPlacement, *, with_norm: bool) -> Cost:
     return projection + norm(out_channels) if with_norm else projection
 
 
-def _efficientnet_family_cost(block: BlockPlacement) -> Cost:
-    stage, in_channels = block.stage, block.in_channels
-    out_channels, kernel = block.out_channels, stage.kernel_size
-    output_size = block.output_size
-    squeeze = squeeze_excite(block.se_gated_channels, block.squeezed) if stage.se_ratio > 0 else ZERO
-    match stage.block:
-        case BlockType.MBCONV:
-            hidden = expanded_channels(in_channels, stage.expand_ratio)
-            cost = ZERO
-            if hidden != in_channels:
-                cost += conv_norm(in_channels, hidden, 1, block.input_size)
-            cost += conv_norm(hidden, hidden, kernel, output_size, groups=hidden) + squeeze
-            return cost + conv_norm(hidden, out_channels, 1, output_size)
-        case BlockType.FUSED_MBCONV:
-            hidden = expanded_channels(in_channels, stage.expand_ratio)
-            if hidden == in_channels:
-                return conv_norm(in_channels, out_channels, kernel, output_size) + squeeze
-            cost = conv_norm(in_channels, hidden, kernel, output_size) + squeeze
-            return cost + conv_norm(hidden, out_channels, 1, output_size)
-        case BlockType.SEPCONV:
-            cost = conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels) + squeeze
-            return cost + conv_norm(in_channels, out_channels, 1, output_size)
-        case BlockType.CONV:
-            return conv_norm(in_channels, out_channels, kernel, output_size)
-        case BlockType.CONVNEXT:
-            hidden = expanded_channels(out_channels, stage.expand_ratio)
-            positions = block.input_size * block.input_size
-            return (
-                conv(out_channels, out_channels, kernel, output_size, groups=out_channels, bias=True)
-                + norm(out_channels)
-                + linear(out_channels, hidden, positions)
-                + linear(hidden, out_channels, positions)
-                + Cost(out_channels, 0)  # layer scale
-            )
-    raise ValueError(f"no cost rule for block type {stage.block!r}")
+def _block_squeeze_excite(block: BlockPlacement) -> Cost:
+    """The squeeze-excite of an mbconv, fused_mbconv, sepconv or bottleneck block (none at se_ratio 0)."""
+    stage = block.stage
+    if stage.se_ratio > 0:
+        gated = block.se_gated_channels  # derived once: block.squeezed would derive it again
+        return squeeze_excite(gated, squeeze_channels(block.in_channels, stage.se_ratio, gated, block.se_style))
+    return ZERO
 
 
-def _resnet_family_cost(block: BlockPlacement) -> Cost:
-    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
-    kernel, output_size = stage.kernel_size, block.output_size
+# One function per block type, each mirroring its module in blocks.py or families/classic_blocks.py.
+
+
+def _mbconv_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, output_size = block.stage, block.in_channels, block.output_size
+    hidden = expanded_channels(in_channels, stage.expand_ratio)
+    expand = conv_norm(in_channels, hidden, 1, block.input_size) if hidden != in_channels else ZERO
+    return (expand + conv_norm(hidden, hidden, stage.kernel_size, output_size, groups=hidden)
+            + _block_squeeze_excite(block) + conv_norm(hidden, block.out_channels, 1, output_size))
+
+
+def _fused_mbconv_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, output_size = block.stage, block.in_channels, block.output_size
+    hidden = expanded_channels(in_channels, stage.expand_ratio)
+    if hidden == in_channels:  # one kxk conv straight to the output width
+        return conv_norm(in_channels, block.out_channels, stage.kernel_size, output_size) + _block_squeeze_excite(block)
+    return (conv_norm(in_channels, hidden, stage.kernel_size, output_size) + _block_squeeze_excite(block)
+            + conv_norm(hidden, block.out_channels, 1, output_size))
+
+
+def _sepconv_cost(block: BlockPlacement) -> Cost:
+    in_channels, output_size = block.in_channels, block.output_size
+    return (conv_norm(in_channels, in_channels, block.stage.kernel_size, output_size, groups=in_channels)
+            + _block_squeeze_excite(block) + conv_norm(in_channels, block.out_channels, 1, output_size))
+
+
+def _conv_cost(block: BlockPlacement) -> Cost:
+    return conv_norm(block.in_channels, block.out_channels, block.stage.kernel_size, block.output_size)
+
+
+def _convnext_cost(block: BlockPlacement) -> Cost:
+    stage, channels = block.stage, block.out_channels
+    hidden = expanded_channels(channels, stage.expand_ratio)
+    positions = block.input_size * block.input_size
+    return (conv(channels, channels, stage.kernel_size, block.output_size, groups=channels, bias=True)
+            + norm(channels) + linear(channels, hidden, positions) + linear(hidden, channels, positions)
+            + _new_tuple(Cost, (channels, 0)))  # layer scale
+
+
+def _basic_cost(block: BlockPlacement) -> Cost:
+    out_channels, kernel, output_size = block.out_channels, block.stage.kernel_size, block.output_size
+    return (conv_norm(block.in_channels, out_channels, kernel, output_size)
+            + conv_norm(out_channels, out_channels, kernel, output_size) + _projection(block, with_norm=True))
+
+
+def _bottleneck_cost(block: BlockPlacement) -> Cost:
+    """Bottleneck and SE-bottleneck: 1x1 reduce, grouped kxk, SE (RegNetY), 1x1 expand, SE (SE-ResNet)."""
+    stage, out_channels, output_size = block.stage, block.out_channels, block.output_size
     hidden = bottleneck_channels(out_channels, stage.bottleneck_ratio)
-    match stage.block:
-        case BlockType.BASIC:
-            cost = conv_norm(in_channels, out_channels, kernel, output_size)
-            cost = cost + conv_norm(out_channels, out_channels, kernel, output_size)
-            return cost + _projection(block, with_norm=True)
-        case BlockType.BOTTLENECK | BlockType.SE_BOTTLENECK:
-            cost = conv_norm(in_channels, hidden, 1, block.input_size)
-            cost += conv_norm(hidden, hidden, kernel, output_size, groups=stage.groups)
-            if stage.se_ratio > 0:
-                cost += squeeze_excite(hidden, block.squeezed)
-            cost += conv_norm(hidden, out_channels, 1, output_size)
-            if stage.block is BlockType.SE_BOTTLENECK:
-                cost += squeeze_excite(out_channels, se_bottleneck_squeeze(out_channels))
-            return cost + _projection(block, with_norm=True)
-        case BlockType.PREACT_BASIC:
-            cost = norm(in_channels) + conv(in_channels, out_channels, kernel, output_size)
-            cost += norm(out_channels) + conv(out_channels, out_channels, kernel, output_size)
-            return cost + _projection(block, with_norm=False)
-        case BlockType.PREACT_BOTTLENECK:
-            cost = norm(in_channels) + conv(in_channels, hidden, 1, block.input_size)
-            cost += norm(hidden) + conv(hidden, hidden, kernel, output_size, groups=stage.groups)
-            cost += norm(hidden) + conv(hidden, out_channels, 1, output_size)
-            return cost + _projection(block, with_norm=False)
-    raise ValueError(f"no cost rule for block type {stage.block!r}")
+    total = (conv_norm(block.in_channels, hidden, 1, block.input_size)
+             + conv_norm(hidden, hidden, stage.kernel_size, output_size, groups=stage.groups)
+             + _block_squeeze_excite(block) + conv_norm(hidden, out_channels, 1, output_size)
+             + _projection(block, with_norm=True))
+    if stage.block is BlockType.SE_BOTTLENECK:
+        total += squeeze_excite(out_channels, se_bottleneck_squeeze(out_channels))
+    return total
+
+
+def _preact_basic_cost(block: BlockPlacement) -> Cost:
+    in_channels, out_channels = block.in_channels, block.out_channels
+    kernel, output_size = block.stage.kernel_size, block.output_size
+    return (norm(in_channels) + conv(in_channels, out_channels, kernel, output_size)
+            + norm(out_channels) + conv(out_channels, out_channels, kernel, output_size)
+            + _projection(block, with_norm=False))
+
+
+def _preact_bottleneck_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
+    hidden, output_size = bottleneck_channels(out_channels, stage.bottleneck_ratio), block.output_size
+    return (norm(in_channels) + conv(in_channels, hidden, 1, block.input_size)
+            + norm(hidden) + conv(hidden, hidden, stage.kernel_size, output_size, groups=stage.groups)
+            + norm(hidden) + conv(hidden, out_channels, 1, output_size)
+            + _projection(block, with_norm=False))
 
 
 def se_bottleneck_squeeze(out_channels: int) -> int:
     return max(1, out_channels // SE_BOTTLENECK_REDUCTION)
 
 
-def _mobile_family_cost(block: BlockPlacement) -> Cost:
-    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
-    kernel, size, output_size = stage.kernel_size, block.input_size, block.output_size
-    if stage.block is BlockType.DEPTHWISE_SEPARABLE:
-        return (conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels)
-                + conv_norm(in_channels, out_channels, 1, output_size))
-    half = out_channels // 2
-    if shuffle_splits(in_channels, out_channels, block.stride):
-        return conv_norm(half, half, 1, size) + conv_norm(half, half, kernel, size, groups=half) + conv_norm(
-            half, half, 1, size)
+def _depthwise_separable_cost(block: BlockPlacement) -> Cost:
+    in_channels, output_size = block.in_channels, block.output_size
+    return (conv_norm(in_channels, in_channels, block.stage.kernel_size, output_size, groups=in_channels)
+            + conv_norm(in_channels, block.out_channels, 1, output_size))
+
+
+def _shuffle_cost(block: BlockPlacement) -> Cost:
+    in_channels, kernel, half = block.in_channels, block.stage.kernel_size, block.out_channels // 2
+    size, output_size = block.input_size, block.output_size
+    if shuffle_splits(in_channels, block.out_channels, block.stride):  # half passes through, half is transformed
+        return (conv_norm(half, half, 1, size) + conv_norm(half, half, kernel, size, groups=half)
+                + conv_norm(half, half, 1, size))
     shortcut_branch = (conv_norm(in_channels, in_channels, kernel, output_size, groups=in_channels)
                        + conv_norm(in_channels, half, 1, output_size))
     main_branch = (conv_norm(in_channels, half, 1, size) + conv_norm(half, half, kernel, output_size, groups=half)
@@ -177,27 +202,33 @@ def _mobile_family_cost(block: BlockPlacement) -> Cost:
     return shortcut_branch + main_branch
 
 
-def _concat_family_cost(block: BlockPlacement) -> Cost:
-    stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
-    kernel, size = stage.kernel_size, block.input_size
-    match stage.block:
-        case BlockType.DENSE:
-            growth = out_channels - in_channels
-            hidden = expanded_channels(growth, stage.expand_ratio)
-            return norm(in_channels) + conv(in_channels, hidden, 1, size) + norm(hidden) + conv(hidden, growth, kernel,
-                                                                                                  size)
-        case BlockType.INCEPTION:
-            one, three_reduce, three, second_reduce, second, projection = stage.branches
-            return (conv_norm(in_channels, one, 1, size)
-                    + conv_norm(in_channels, three_reduce, 1, size) + conv_norm(three_reduce, three, 3, size)
-                    + conv_norm(in_channels, second_reduce, 1, size) + conv_norm(second_reduce, second, kernel, size)
-                    + conv_norm(in_channels, projection, 1, size))
-        case BlockType.FIRE:
-            squeeze = bottleneck_channels(out_channels, stage.bottleneck_ratio)
-            one = out_channels // 2
-            return (conv(in_channels, squeeze, 1, size, bias=True) + conv(squeeze, one, 1, size, bias=True)
-                    + conv(squeeze, out_channels - one, kernel, size, bias=True))
-    raise ValueError(f"no cost rule for block type {stage.block!r}")
+def _dense_cost(block: BlockPlacement) -> Cost:
+    in_channels, size = block.in_channels, block.input_size
+    growth = block.out_channels - in_channels
+    hidden = expanded_channels(growth, block.stage.expand_ratio)
+    return (norm(in_channels) + conv(in_channels, hidden, 1, size)
+            + norm(hidden) + conv(hidden, growth, block.stage.kernel_size, size))
+
+
+def _inception_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, size = block.stage, block.in_channels, block.input_size
+    one, three_reduce, three, second_reduce, second, projection = stage.branches
+    return (conv_norm(in_channels, one, 1, size)
+            + conv_norm(in_channels, three_reduce, 1, size) + conv_norm(three_reduce, three, 3, size)
+            + conv_norm(in_channels, second_reduce, 1, size) + conv_norm(second_reduce, second, stage.kernel_size, size)
+            + conv_norm(in_channels, projection, 1, size))
+
+
+def _fire_cost(block: BlockPlacement) -> Cost:
+    stage, in_channels, out_channels, size = block.stage, block.in_channels, block.out_channels, block.input_size
+    squeeze = bottleneck_channels(out_channels, stage.bottleneck_ratio)
+    one = out_channels // 2
+    return (conv(in_channels, squeeze, 1, size, bias=True) + conv(squeeze, one, 1, size, bias=True)
+            + conv(squeeze, out_channels - one, stage.kernel_size, size, bias=True))
+
+
+def _plain_cost(block: BlockPlacement) -> Cost:
+    return conv(block.in_channels, block.out_channels, block.stage.kernel_size, block.output_size, bias=True)
 
 
 def _van_cost(block: BlockPlacement) -> Cost:
@@ -209,25 +240,33 @@ def _van_cost(block: BlockPlacement) -> Cost:
                  + conv(channels, channels, 1, size, bias=True) + conv(channels, channels, 1, size, bias=True))
     mlp = (norm(channels) + conv(channels, hidden, 1, size, bias=True)
            + conv(hidden, hidden, 3, size, groups=hidden, bias=True) + conv(hidden, channels, 1, size, bias=True))
-    return attention + mlp + Cost(2 * channels, 0)  # two layer scales
+    return attention + mlp + _new_tuple(Cost, (2 * channels, 0))  # two layer scales
 
 
-# Which cost rule serves each block type: one explicit table.
-FAMILY_COSTS = {
-    **dict.fromkeys((BlockType.MBCONV, BlockType.FUSED_MBCONV, BlockType.SEPCONV, BlockType.CONV, BlockType.CONVNEXT),
-                    _efficientnet_family_cost),
-    **dict.fromkeys((BlockType.BASIC, BlockType.BOTTLENECK, BlockType.SE_BOTTLENECK, BlockType.PREACT_BASIC,
-                     BlockType.PREACT_BOTTLENECK), _resnet_family_cost),
-    **dict.fromkeys((BlockType.DEPTHWISE_SEPARABLE, BlockType.SHUFFLE), _mobile_family_cost),
-    **dict.fromkeys((BlockType.DENSE, BlockType.INCEPTION, BlockType.FIRE), _concat_family_cost),
-    BlockType.PLAIN: lambda block: conv(block.in_channels, block.out_channels, block.stage.kernel_size,
-                                        block.output_size, bias=True),
+# Which cost rule serves each block type: one explicit table, one lookup per block.
+BLOCK_COSTS = {
+    BlockType.MBCONV: _mbconv_cost,
+    BlockType.FUSED_MBCONV: _fused_mbconv_cost,
+    BlockType.SEPCONV: _sepconv_cost,
+    BlockType.CONV: _conv_cost,
+    BlockType.CONVNEXT: _convnext_cost,
+    BlockType.BASIC: _basic_cost,
+    BlockType.BOTTLENECK: _bottleneck_cost,
+    BlockType.SE_BOTTLENECK: _bottleneck_cost,
+    BlockType.PREACT_BASIC: _preact_basic_cost,
+    BlockType.PREACT_BOTTLENECK: _preact_bottleneck_cost,
+    BlockType.DEPTHWISE_SEPARABLE: _depthwise_separable_cost,
+    BlockType.SHUFFLE: _shuffle_cost,
+    BlockType.DENSE: _dense_cost,
+    BlockType.INCEPTION: _inception_cost,
+    BlockType.FIRE: _fire_cost,
+    BlockType.PLAIN: _plain_cost,
     BlockType.VAN: _van_cost,
 }
 
 
 def block_cost(block: BlockPlacement) -> Cost:
-    return FAMILY_COSTS[block.stage.block](block)
+    return BLOCK_COSTS[block.stage.block](block)
 
 
 def convnext_transition_cost(in_channels: int, out_channels: int, stride: int, input_size: int) -> Cost:
@@ -257,9 +296,9 @@ def closing_cost(placement: StagePlacement) -> Cost:
 
 
 def stem_cost(arch: Arch) -> Cost:
-    if arch.stem is StemType.NONE:
+    layout = STEM_LAYOUTS.get(arch.stem)
+    if layout is None:  # no stem
         return ZERO
-    layout = STEM_LAYOUTS[arch.stem]
     cost = conv(arch.in_channels, arch.stem_channels, layout.kernel_size, stem_conv_size(arch), bias=layout.bias)
     return cost if layout.norm is StemNorm.NONE else cost + norm(arch.stem_channels)
 
@@ -289,7 +328,11 @@ def head_part_cost(head: HeadType, features: int, size: int, num_classes: int, *
 
 
 def head_cost(arch: Arch) -> Cost:
-    return head_part_cost(arch.head, last_channels(arch), final_feature_size(arch), arch.num_classes,
+    return _head_cost_at(arch, final_feature_size(arch))
+
+
+def _head_cost_at(arch: Arch, final_size: int) -> Cost:
+    return head_part_cost(arch.head, last_channels(arch), final_size, arch.num_classes,
                           head_channels=arch.head_channels, classifier_hidden=arch.classifier_hidden,
                           head_pool_size=arch.head_pool_size)
 
@@ -325,10 +368,11 @@ def cost_breakdown(arch: Arch) -> list[PartCost]:
 
 def cost(arch: Arch) -> Cost:
     """Exact parameters and MACs (batch 1) of ``build(arch)``, without building it."""
-    total = stem_cost(arch) + head_cost(arch)
-    for placement in iter_stages(arch):
+    total = stem_cost(arch)
+    for placement, output_size in placed_stages(arch):
         total += stage_cost(placement)
-    return total
+        head_input_size = output_size  # the last stage's; head_cost(arch) would walk the stages again for it
+    return total + _head_cost_at(arch, head_input_size)
 
 
 def residual_blocks(arch: Arch) -> int:

@@ -14,8 +14,7 @@ Light core: no torch, no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nasscale.arch import (
     DENSE_TRANSITION_POOL,
@@ -34,7 +33,10 @@ if TYPE_CHECKING:
 # Blocks that do not take the stride themselves (see the module docstring).
 OPENING_LAYER_BLOCKS = frozenset({BlockType.CONVNEXT, BlockType.VAN, BlockType.DENSE, BlockType.FIRE,
                                   BlockType.INCEPTION})
+# Of those, the ones that open with a layer only where the shape changes (the others: only at stride 2).
+SHAPE_CHANGE_OPENING_BLOCKS = frozenset({BlockType.CONVNEXT, BlockType.VAN})
 CLOSING_POOL_BLOCKS = frozenset({BlockType.PLAIN})
+STRIDE_OUTSIDE_BLOCKS = OPENING_LAYER_BLOCKS | CLOSING_POOL_BLOCKS  # built once: downsamples_in_block is hot
 # Blocks with ResNet's shortcut: always there (projected where the shape changes) unless skip is off.
 PROJECTED_SHORTCUT_BLOCKS = frozenset({BlockType.BASIC, BlockType.BOTTLENECK, BlockType.SE_BOTTLENECK,
                                        BlockType.PREACT_BASIC, BlockType.PREACT_BOTTLENECK})
@@ -100,7 +102,7 @@ def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
 
 
 def downsamples_in_block(block: BlockType) -> bool:
-    return block not in OPENING_LAYER_BLOCKS | CLOSING_POOL_BLOCKS
+    return block not in STRIDE_OUTSIDE_BLOCKS
 
 
 def shuffle_splits(in_channels: int, out_channels: int, stride: int) -> bool:
@@ -117,7 +119,7 @@ def dense_transition_channels(in_channels: int) -> int:
 
 
 def has_opening_layer(stage: Stage, in_channels: int) -> bool:
-    if stage.block in (BlockType.CONVNEXT, BlockType.VAN):
+    if stage.block in SHAPE_CHANGE_OPENING_BLOCKS:
         return convnext_needs_transition(in_channels, stage)
     return stage.block in OPENING_LAYER_BLOCKS and stage.stride == 2
 
@@ -159,17 +161,19 @@ def stage_output_size(stage: Stage, in_channels: int, size: int) -> int:
     return stage_sizes(stage, in_channels, size)[2]
 
 
+# Every stem but StemType.NONE has a layout, so STEM_LAYOUTS.get(stem) is None exactly when there is no stem
+# (a dict lookup: in Python 3.11, reading an enum member such as StemType.NONE is several times slower).
 def stem_conv_size(arch: Arch) -> int:
-    if arch.stem is StemType.NONE:
+    layout = STEM_LAYOUTS.get(arch.stem)
+    if layout is None:
         return arch.resolution
-    layout = STEM_LAYOUTS[arch.stem]
     return conv_output_size(arch.resolution, layout.kernel_size, layout.stride, layout.padding)
 
 
 def stem_output_size(arch: Arch) -> int:
     size = stem_conv_size(arch)
-    pool = None if arch.stem is StemType.NONE else STEM_LAYOUTS[arch.stem].pool
-    return size if pool is None else pool_output_size(size, pool)
+    layout = STEM_LAYOUTS.get(arch.stem)
+    return size if layout is None or layout.pool is None else pool_output_size(size, layout.pool)
 
 
 def stem_stride(stem: StemType) -> int:
@@ -181,12 +185,15 @@ def stem_stride(stem: StemType) -> int:
 
 
 def first_stage_channels(arch: Arch) -> int:
-    return arch.in_channels if arch.stem is StemType.NONE else arch.stem_channels
+    return arch.stem_channels if arch.stem in STEM_LAYOUTS else arch.in_channels
 
 
-@dataclass(frozen=True, slots=True)
-class StagePlacement:
-    """One stage with its input width and size, as the builder and the cost model place it."""
+class StagePlacement(NamedTuple):
+    """One stage with its input width and size, as the builder and the cost model place it.
+
+    NamedTuples rather than frozen dataclasses, here and for BlockPlacement: cost() creates one per stage and
+    block inside search loops, and a frozen dataclass's __init__ (object.__setattr__ per field) is several
+    times slower."""
 
     index: int
     stage: Stage
@@ -218,8 +225,7 @@ class StagePlacement:
         return self.stage.block in CLOSING_POOL_BLOCKS and self.stage.stride == 2
 
 
-@dataclass(frozen=True, slots=True)
-class BlockPlacement:
+class BlockPlacement(NamedTuple):
     """One block of the network with everything the builder and cost model need to place it."""
 
     stage: Stage
@@ -258,29 +264,36 @@ def dense_growth(stage: Stage, blocks_in_channels: int) -> int:
     return (stage.out_channels - blocks_in_channels) // stage.num_blocks
 
 
-def iter_stages(arch: Arch) -> Iterator[StagePlacement]:
+def placed_stages(arch: Arch) -> Iterator[tuple[StagePlacement, int]]:
+    """Each stage's placement with its output size: the walk derives that size anyway (the next stage's input),
+    and the last one, the head's input, would otherwise be derived again."""
     size = stem_output_size(arch)
     in_channels = first_stage_channels(arch)
     first_block_index = 0
     for index, stage in enumerate(arch.stages):
-        yield StagePlacement(index, stage, in_channels, size, first_block_index, arch.se_style)
-        size = stage_output_size(stage, in_channels, size)
-        in_channels = stage.out_channels
+        output_size = stage_output_size(stage, in_channels, size)
+        yield StagePlacement(index, stage, in_channels, size, first_block_index, arch.se_style), output_size
+        size, in_channels = output_size, stage.out_channels
         first_block_index += stage.num_blocks
+
+
+def iter_stages(arch: Arch) -> Iterator[StagePlacement]:
+    for placement, _ in placed_stages(arch):
+        yield placement
 
 
 def stage_blocks(placement: StagePlacement) -> Iterator[BlockPlacement]:
     stage = placement.stage
-    in_channels, size = placement.blocks_in_channels, placement.blocks_input_size
+    in_channels, size = opening_output(stage, placement.in_channels, placement.input_size)
     growth = dense_growth(stage, in_channels) if stage.block is BlockType.DENSE else 0
+    stride = stage.stride if downsamples_in_block(stage.block) else 1  # the first block's; the rest take 1
+    padding = block_padding(stage)
     for repeat in range(stage.num_blocks):
-        stride = stage.stride if repeat == 0 and downsamples_in_block(stage.block) else 1
         out_channels = in_channels + growth if growth else stage.out_channels
-        block = BlockPlacement(stage, placement.first_block_index + repeat, in_channels, stride, size, out_channels,
-                               placement.se_style)
-        yield block
-        size = block.output_size
-        in_channels = out_channels
+        yield BlockPlacement(stage, placement.first_block_index + repeat, in_channels, stride, size, out_channels,
+                             placement.se_style)
+        size = conv_output_size(size, stage.kernel_size, stride, padding)  # the block's output_size
+        in_channels, stride = out_channels, 1
 
 
 def iter_blocks(arch: Arch) -> Iterator[BlockPlacement]:
@@ -293,8 +306,8 @@ def total_blocks(arch: Arch) -> int:
 
 
 def final_feature_size(arch: Arch) -> int:
-    *_, last = iter_stages(arch)
-    return stage_output_size(last.stage, last.in_channels, last.input_size)
+    *_, (_, size) = placed_stages(arch)
+    return size
 
 
 def last_channels(arch: Arch) -> int:
