@@ -13,10 +13,14 @@ Throughput is taken from the trials' own ``started_at``/``finished_at`` stamps (
 process start-up and Ray's start are left out, the first trial's dataset resizing is in); the wall time of
 the whole command is reported beside it. Each setting runs ``--repeats`` times; the median counts. The
 target is >= 1.7x with 2 workers on a 2-core machine. Training times are wall times on whatever else the
-machine runs, so a shared machine lowers the ratio: the load averages before and after each run are
-recorded. Reproduce with
+machine runs, so a shared machine lowers the ratio: run it on an idle machine. The load averages before
+and after each run are recorded, and 1- and 2-worker runs alternate so that a change of load hits both.
+Reproduce with (about 25 minutes on 2 idle cores)
 
-    python benchmarks/workers_throughput.py --trials 12 --repeats 2
+    python benchmarks/workers_throughput.py
+
+``--smoke`` checks the script end to end in about 2 minutes (4 one-epoch trials per run, one repeat) and
+writes its JSON to a temporary file, not to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -39,14 +43,19 @@ import torch
 from nasscale.backends.optuna_backend import ATTR_FINISHED_AT, ATTR_STARTED_AT, is_evaluated, make_storage
 
 RESULTS = Path(__file__).parent / "results" / "workers_throughput.json"
+SMOKE_RESULTS = Path(tempfile.gettempdir()) / "nasscale-workers_throughput.smoke.json"
 TARGET_RATIO = 1.7
+PATHS = ("optuna-sqlite", "optuna-postgresql", "ray")
+# One thread per worker process, whatever else the libraries would start (torch sets 1 per trial itself).
+ENVIRONMENT = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+SMOKE = {"trials": 4, "epochs": 1, "proxy_resolution": 16, "repeats": 1}
 
 
 def search_arguments(options: argparse.Namespace, storage: str, study: str) -> list[str]:
     return [sys.executable, "-m", "nasscale.cli", "search", "--space", options.space, "--data", options.data,
             "--epochs", str(options.epochs), "--proxy-resolution", str(options.proxy_resolution),
-            "--trials", str(options.trials), "--sampler", "random", "--storage", storage, "--study", study,
-            "--json"]
+            "--trials", str(options.trials), "--sampler", "random", "--seed", "0", "--storage", storage,
+            "--study", study, "--json"]
 
 
 def commands(path: str, workers: int, storage: str, study: str, options: argparse.Namespace) -> list[list[str]]:
@@ -71,11 +80,11 @@ def run_once(path: str, workers: int, options: argparse.Namespace, run_index: in
         folder = Path(folder_name)
         storage = fresh_storage(path, folder, options)
         # A fresh study per run (a PostgreSQL run shares the database with the others).
-        study = f"throughput-{path}-{workers}-{run_index}-{os.getpid()}"
+        study = f"throughput-{path}-{workers}-{run_index}-{os.getpid()}-{int(time.time())}"
         load_before = os.getloadavg()
         started = time.monotonic()
         processes = [subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True)
+                                      text=True, env=os.environ | ENVIRONMENT)
                      for command in commands(path, workers, storage, study, options)]
         for process in processes:
             _, err = process.communicate()
@@ -95,20 +104,21 @@ def run_once(path: str, workers: int, options: argparse.Namespace, run_index: in
 
 
 def measure(path: str, options: argparse.Namespace) -> dict:
-    result = {}
-    for workers in (1, 2):
-        runs = []
-        for run_index in range(options.repeats):
+    """``--repeats`` runs with 1 and with 2 workers, alternating; medians and their ratio."""
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for run_index in range(options.repeats):
+        for workers in (1, 2):
             run = run_once(path, workers, options, run_index)
             print(f"{path:<18} {workers} worker{'s' if workers > 1 else ' '} run {run_index + 1}: "
                   f"{run['trials_per_hour']:>7.0f} trials/h (wall {run['wall_trials_per_hour']:>6.0f}/h), "
-                  f"{run['trials_in_flight']:.2f} in flight, load {run['load_average_before'][0]:.1f}", flush=True)
-            runs.append(run)
-        result[f"{workers}_workers"] = {
-            "trials_per_hour": statistics.median(run["trials_per_hour"] for run in runs),
-            "wall_trials_per_hour": statistics.median(run["wall_trials_per_hour"] for run in runs),
-            "runs": runs,
-        }
+                  f"{run['mean_trial_seconds']:.1f} s a trial, {run['trials_in_flight']:.2f} in flight, "
+                  f"load {run['load_average_before'][0]:.1f}", flush=True)
+            runs[workers].append(run)
+    result = {f"{workers}_workers": {
+        "trials_per_hour": statistics.median(run["trials_per_hour"] for run in worker_runs),
+        "wall_trials_per_hour": statistics.median(run["wall_trials_per_hour"] for run in worker_runs),
+        "mean_trial_seconds": statistics.median(run["mean_trial_seconds"] for run in worker_runs),
+        "runs": worker_runs} for workers, worker_runs in runs.items()}
     one, two = result["1_workers"], result["2_workers"]
     result["ratio_2_to_1"] = two["trials_per_hour"] / one["trials_per_hour"]
     result["wall_ratio_2_to_1"] = two["wall_trials_per_hour"] / one["wall_trials_per_hour"]
@@ -116,29 +126,51 @@ def measure(path: str, options: argparse.Namespace) -> dict:
     return result
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=24, help="trials per run [24]")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--proxy-resolution", type=int, default=32)
     parser.add_argument("--space", default="tiny")
     parser.add_argument("--data", default="digits")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--postgres-url", default=os.environ.get("NASSCALE_TEST_POSTGRES_URL"))
+    parser.add_argument("--repeats", type=int, default=3, help="runs per setting; the median counts [3]")
+    parser.add_argument("--postgres-url", default=os.environ.get("NASSCALE_TEST_POSTGRES_URL"),
+                        help="adds the optuna-postgresql path [NASSCALE_TEST_POSTGRES_URL]")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster instead of a local runtime")
-    parser.add_argument("--paths", default="optuna-sqlite,optuna-postgresql,ray")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)} "
+                        "(optuna-postgresql only with --postgres-url)")
+    parser.add_argument("--smoke", action="store_true", help="a quick end-to-end check, not a measurement: "
+                        + ", ".join(f"{key} {value}" for key, value in SMOKE.items()))
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON file [{RESULTS}; with --smoke "
+                        f"{SMOKE_RESULTS}]")
     parser.add_argument("--note", default="", help="recorded with the results, e.g. what else the machine ran")
     options = parser.parse_args()
+    if options.smoke:
+        for key, value in SMOKE.items():
+            setattr(options, key, value)
+    options.out = options.out or (SMOKE_RESULTS if options.smoke else RESULTS)
+    unknown = set(options.paths.split(",")) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown --paths {', '.join(sorted(unknown))}")
+    return options
+
+
+def main() -> None:
+    options = parse_arguments()
     paths = [path for path in options.paths.split(",") if path != "optuna-postgresql" or options.postgres_url]
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.1f} before starting; the ratios need an idle machine", flush=True)
     results = {path: measure(path, options) for path in paths}
     settings = {
         "command": "python benchmarks/workers_throughput.py " + " ".join(sys.argv[1:]),
-        "space": options.space, "data": options.data, "epochs": options.epochs,
+        "smoke": options.smoke, "space": options.space, "data": options.data, "epochs": options.epochs,
         "proxy_resolution": options.proxy_resolution, "trials": options.trials, "repeats": options.repeats,
-        "sampler": "random", "torch_threads_per_trial": 1, "target_ratio": TARGET_RATIO,
+        "sampler": "random", "torch_threads_per_worker": 1, "target_ratio": TARGET_RATIO,
         "ray_address": options.ray_address or "local runtime",
         "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
-        "cpu_count": os.cpu_count(), "date": datetime.now().isoformat(timespec="seconds"), "note": options.note,
+        "ray": ray_version(), "cpu_count": os.cpu_count(), "date": datetime.now().isoformat(timespec="seconds"),
+        "note": options.note,
     }
     summary = {path: {"trials_per_hour_1_worker": round(result["1_workers"]["trials_per_hour"]),
                       "trials_per_hour_2_workers": round(result["2_workers"]["trials_per_hour"]),
@@ -146,10 +178,19 @@ def main() -> None:
                       "wall_ratio_2_to_1": round(result["wall_ratio_2_to_1"], 3),
                       "meets_target": result["meets_target"]}
                for path, result in results.items()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"settings": settings, "summary": summary, "results": results}, indent=2) + "\n")
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps({"settings": settings, "summary": summary, "results": results}, indent=2)
+                           + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {options.out}")
+
+
+def ray_version() -> str | None:
+    try:
+        import ray
+    except ImportError:
+        return None
+    return ray.__version__
 
 
 if __name__ == "__main__":

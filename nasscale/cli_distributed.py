@@ -24,12 +24,21 @@ def rerun(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
 ) -> None:
     """Retrain one trial from its record (architecture, seed, proxy settings) and compare the accuracy with the
-    recorded one, epoch by epoch. On a CPU with one thread they are identical."""
+    recorded one, epoch by epoch (a zero-cost-scored trial is scored again). On a CPU with one thread they are
+    identical."""
     from nasscale.backends.rerun import rerun_trial
 
     result = rerun_trial(study, trial, storage)
     if as_json:
         print(json.dumps(result, indent=2))  # plain print: scripts parse this
+        return
+    verdict = "[green]identical[/]" if result["identical"] else "[red]DIFFERENT[/]"
+    if not result["epochs"]:  # scored by a zero-cost proxy, not trained: one number to compare
+        console.print(f"Trial {trial} of study {study!r} re-scored with {result['evaluator']} (seed "
+                      f"{result['seed']}): recorded {result['recorded_accuracy']!r}, re-run "
+                      f"{result['rerun_accuracy']!r}", highlight=False)
+        console.print(f"arch_id {result['arch_id']}: re-run {verdict} to the recorded score "
+                      f"({result['seconds']:.1f} s)")
         return
     table = Table(title=f"Trial {trial} of study {study!r} re-run (seed {result['seed']}, "
                         f"{result['threads']} thread{'s' if result['threads'] > 1 else ''})")
@@ -39,6 +48,5 @@ def rerun(
         recorded = "" if row["recorded"] is None else f"{row['recorded']:.6f}"
         table.add_row(str(row["epoch"]), recorded, f"{row['rerun']:.6f}")
     console.print(table)
-    verdict = "[green]identical[/]" if result["identical"] else "[red]DIFFERENT[/]"
     console.print(f"arch_id {result['arch_id']}: re-run {verdict} to the recorded accuracies "
                   f"({result['seconds']:.1f} s)")

@@ -1,4 +1,6 @@
-"""Distributed search: many workers on one database, killed workers, the Ray backend, re-running a trial.
+"""Distributed search: many workers on one database, killed, stopped and failing trials, unreachable storage,
+the Ray backend (two-node cluster, local runtime with ASHA), re-running a trial. Each multi-worker test asserts
+exact counts of finished, failed and retried trials and reads the study back with `best`.
 
 PostgreSQL and the two-node Ray cluster come from scripts/start_test_services.sh: either already started
 (its exported NASSCALE_TEST_POSTGRES_URL / NASSCALE_TEST_RAY_ADDRESS) or started here for the session and
@@ -38,7 +40,7 @@ from nasscale.backends.optuna_backend import (
 )
 from nasscale.cli import main
 from nasscale.errors import SpecError
-from nasscale.search import ATTR_ARCH_ID, ATTR_FAIL_REASON, ATTR_SEED, ATTR_TRAINED
+from nasscale.search import ATTR_ARCH_ID, ATTR_FAIL_REASON, ATTR_SEED, ATTR_TRAINED, SilentProgress
 from nasscale.study import SearchConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -339,27 +341,110 @@ def test_each_trial_samples_from_its_own_seed():
     assert len(set(widths([0, 1, 2]).values())) == 3
 
 
+def test_single_objective_ray_studies_stop_early_with_asha():
+    """ASHA (Optuna's asynchronous successive halving) on the Ray backend, the median rule on the Optuna backend,
+    and no early stopping where Optuna cannot prune (several objectives)."""
+    from nasscale.backends.optuna_backend import make_pruner
+
+    reward = {"reward": "mnas", "target_macs": 1_000_000}
+    asha = make_pruner(SearchConfig(backend="ray", **reward))
+    assert isinstance(asha, optuna.pruners.SuccessiveHalvingPruner)
+    assert (asha._min_resource, asha._reduction_factor) == (1, 3)  # rungs at epochs 1, 3, 9, ...
+    assert isinstance(make_pruner(SearchConfig(backend="ray", objectives=("accuracy",))),
+                      optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner(SearchConfig(backend="ray")), optuna.pruners.NopPruner)  # accuracy and MACs
+    assert isinstance(make_pruner(SearchConfig(**reward)), optuna.pruners.MedianPruner)
+
+
 # --------------------------------------------------------------------------------------- errors and rerun
 
 
 def test_unreachable_storage_and_cluster_fail_fast_in_one_line(capsys, tmp_path):
+    """One line on stderr and status 2, without a hang: the searches run in their own process under a time limit
+    well below what a hang would take; the other cases cannot block for long (a refused connection, a 5 s probe)."""
+    pytest.importorskip("psycopg2")
     closed = free_port()
+    nobody = f"postgresql://postgres@127.0.0.1:{closed}/nasscale"
     cases = [
-        (["search", *FAST, "--storage", f"postgresql://postgres@127.0.0.1:{closed}/nasscale"],
-         f"nasscale: error: storage 'postgresql://postgres@127.0.0.1:{closed}/nasscale' is unreachable: "),
-        (["best", "--study", "s", "--storage", f"postgresql://postgres@127.0.0.1:{closed}/nasscale"],
-         "nasscale: error: storage 'postgresql://"),
+        (["search", *FAST, "--storage", "postgresql://127.0.0.1:1/x"],
+         "nasscale: error: storage 'postgresql://127.0.0.1:1/x' is unreachable: "),
+        (["search", *FAST, "--storage", nobody, "--backend", "ray"],  # before any Ray runtime starts
+         f"nasscale: error: storage {nobody!r} is unreachable: "),
+    ]
+    commands = [subprocess.Popen([sys.executable, "-m", "nasscale.cli", *args], cwd=tmp_path, env=worker_environment(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    for command, (args, expected) in zip(commands, cases, strict=True):
+        try:
+            out, err = command.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            command.kill()
+            pytest.fail(f"nasscale {' '.join(args)} hung")
+        assert command.returncode == 2 and err.startswith(expected) and err.count("\n") == 1, (args, err)
+        assert out == ""
+    missing = tmp_path / "missing" / "study.db"
+    for args, expected in [
+        (["best", "--study", "s", "--storage", nobody], f"nasscale: error: storage {nobody!r} is unreachable: "),
         (["search", *FAST, "--backend", "ray", "--ray-address", f"127.0.0.1:{closed}", "--storage",
           f"sqlite:///{tmp_path / 'study.db'}"],
          f"nasscale: error: --ray-address 127.0.0.1:{closed}: no Ray cluster answers there"),
+        (["search", *FAST, "--storage", f"sqlite:///{missing}"],
+         f"nasscale: error: storage 'sqlite:///{missing}': the folder {missing.parent} does not exist; create it or "
+         "fix the path"),
         (["search", *FAST, "--workers", "2"], "nasscale: error: workers: applies to --backend ray"),
-    ]
-    pytest.importorskip("psycopg2")
-    for args, expected in cases:
-        started = time.monotonic()
+    ]:
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and err.startswith(expected) and err.count("\n") == 1, err
-        assert time.monotonic() - started < 15
+
+
+def test_diverged_and_out_of_memory_trials_fail_with_their_reason_and_the_study_goes_on(capsys, tmp_path,
+                                                                                         monkeypatch):
+    """Trial 1 diverges for real (its learning rate makes the loss overflow); trials 2 and 3 run out of memory
+    (CUDA's error, Python's). Each fails with its reason, counts towards --trials (its failure is its result, so
+    it is not retried), and the search trains the others to the total."""
+    import dataclasses
+
+    import torch
+
+    from nasscale.backends import optuna_backend
+
+    real_training = optuna_backend.train_architecture
+    seed = 11
+
+    def training(arch, context, *, seed, on_epoch=None):
+        match seed - 11:  # the trial number: trial n trains with seed + n
+            case 1:
+                context = dataclasses.replace(context, config=dataclasses.replace(context.config, learning_rate=1e12))
+            case 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            case 3:
+                raise MemoryError
+        return real_training(arch, context, seed=seed, on_epoch=on_epoch)
+
+    class Shown(SilentProgress):  # what the progress display is told
+        def __init__(self):
+            self.lines = {}
+
+        def trial_finished(self, number, state, values):
+            self.lines[number] = state
+
+    monkeypatch.setattr(optuna_backend, "train_architecture", training)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    config = SearchConfig(space="tiny", epochs=1, proxy_resolution=16, batch_size=128, trials=5, sampler="random",
+                          seed=seed, storage=storage, study="faults")
+    shown = Shown()
+    optuna_backend.run_search(config, progress=shown)
+    study = load(storage, "faults")
+    assert states(study) == {"COMPLETE": 2, "FAIL": 3}
+    trials = study.get_trials()
+    assert len(evaluated(study)) == 5
+    assert not [trial for trial in trials if ATTR_RETRIED_FROM in trial.user_attrs]
+    reasons = {trial.number: trial.user_attrs.get(ATTR_FAIL_REASON) for trial in trials}
+    assert reasons[1].startswith("TrainingDiverged: training diverged: the ")
+    assert reasons[2] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert reasons[3] == "MemoryError"
+    assert reasons[0] is None and reasons[4] is None
+    assert shown.lines[2] == f"fail ({reasons[2]})" and shown.lines[0] == "complete"  # shown as it happens
+    assert {row["trial"] for row in best_rows(capsys, storage, "faults")} == {0, 4}
 
 
 def test_rerun_repeats_the_recorded_accuracy(capsys, tmp_path):
@@ -376,6 +461,14 @@ def test_rerun_repeats_the_recorded_accuracy(capsys, tmp_path):
         assert [row["epoch"] for row in result["epochs"]] == [1, 2]
     code, out, _ = run_cli(capsys, "rerun", "--study", "again", "--trial", "0", "--storage", storage)
     assert code == 0 and "identical to the recorded accuracies" in out
+    # A study scored by a zero-cost proxy is re-scored, not trained.
+    code, _, err = run_cli(capsys, "search", *FAST, "--trials", "1", "--storage", storage, "--study", "scored",
+                           "--evaluator", "zero-cost:synflow")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "rerun", "--study", "scored", "--trial", "0", "--storage", storage, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["identical"] and result["epochs"] == [] and result["evaluator"] == "zero-cost:synflow"
 
 
 # ------------------------------------------------------------------------------------- workers on one study
@@ -393,6 +486,10 @@ def check_workers_share_the_total(capsys, tmp_path, storage: str) -> optuna.Stud
         outputs.append(json.loads(out))
     study = load(storage, name)
     done = check_exact_total(study, 8)
+    # Nothing failed, so nothing was retried; any other trial is a sample that found every slot taken.
+    skipped = [trial for trial in study.get_trials() if ATTR_SKIPPED in trial.user_attrs]
+    assert states(study) == {"COMPLETE": 8} | ({"PRUNED": len(skipped)} if skipped else {})
+    assert not [trial for trial in study.get_trials() if ATTR_RETRIED_FROM in trial.user_attrs]
     assert len({trial.user_attrs[ATTR_WORKER] for trial in done}) >= 2  # they did share the work
     assert all(output["study"] == name for output in outputs)
     assert {row["trial"] for row in best_rows(capsys, storage, name)} <= {trial.number for trial in done}
@@ -525,8 +622,42 @@ def test_ray_two_node_cluster_runs_two_trials_at_once(capsys, tmp_path, ray_addr
     busy = sum(end - start for start, end, _ in intervals)
     # Measured, not assumed: the two workers' trials overlap for a good part of the time.
     assert overlap_seconds(intervals) > 0.2 * busy / 2, intervals
+    # Several objectives: no early stopping, and nothing failed or retried.
+    skipped = [trial for trial in study.get_trials() if ATTR_SKIPPED in trial.user_attrs]
+    assert states(study) == {"COMPLETE": 6} | ({"PRUNED": len(skipped)} if skipped else {})
+    assert not [trial for trial in study.get_trials() if ATTR_RETRIED_FROM in trial.user_attrs]
+    assert not [trial for trial in done if "completed_rung_0" in trial.system_attrs]
     assert study.user_attrs["nasscale_config"]["backend"] == "ray"
-    assert best_rows(capsys, storage, name)
+    # The commands that read a study read this one as any other.
+    assert {row["trial"] for row in best_rows(capsys, storage, name)} <= {trial.number for trial in done}
+    code, out, err = run_cli(capsys, "report", "--study", name, "--storage", storage, "--out",
+                             str(tmp_path / "report.html"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["studies"][0]["trained"] == 6 and (tmp_path / "report.html").stat().st_size > 0
+
+
+def test_ray_local_runtime_stops_single_objective_trials_with_asha(capsys, tmp_path):
+    """No --ray-address: a local Ray runtime. A single objective (the MnasNet reward): ASHA ranks every trial after
+    its first epoch and stops those below the top third of their rung; the first trial has no peers and goes on.
+    One worker, a fixed seed: the counts are exact."""
+    pytest.importorskip("ray")
+    storage, name = f"sqlite:///{tmp_path / 'study.db'}", "asha"
+    command = search_command(storage, name, "--epochs", "2", "--trials", "5", "--sampler", "random", "--seed", "0",
+                             "--reward", "mnas", "--target-macs", "1M", "--backend", "ray", "--workers", "1")
+    finish([start_worker(command, tmp_path)])
+    study = load(storage, name)
+    check_exact_total(study, 5)
+    assert states(study) == {"COMPLETE": 1, "PRUNED": 4}
+    trials = study.get_trials()
+    assert all("completed_rung_0" in trial.system_attrs for trial in trials)
+    assert trials[0].state is optuna.trial.TrialState.COMPLETE and sorted(trials[0].intermediate_values) == [1, 2]
+    assert all(sorted(trial.intermediate_values) == [1] for trial in trials[1:])  # stopped after epoch 1 of 2
+    assert [row["trial"] for row in best_rows(capsys, storage, name)] == [0]
+    # A stopped trial re-runs too: its one recorded epoch is repeated exactly.
+    code, out, err = run_cli(capsys, "rerun", "--study", name, "--trial", "3", "--storage", storage, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["identical"] and result["epochs"][0]["recorded"] == trials[3].intermediate_values[1]
 
 
 @pytest.mark.slow
@@ -543,3 +674,54 @@ def test_ray_one_worker_repeats_the_optuna_backend_sequence(capsys, tmp_path, ra
     sequences = [[trial.user_attrs[ATTR_ARCH_ID] for trial in load(storage, name).get_trials()]
                  for name in ("ray-a", "ray-b", "optuna")]
     assert sequences[0] == sequences[1] == sequences[2] and len(sequences[0]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_ray_killed_actor_trial_is_retried_by_the_workers(tmp_path, ray_address):
+    """SIGKILL on the actor training a trial: Ray restarts the actor, the trial fails by its heartbeat and is
+    retried with its architecture and seed, and the run ends with the exact total."""
+    storage, name = f"sqlite:///{tmp_path / 'study.db'}", "ray-killed"
+    command = search_command(storage, name, "--epochs", "6", "--trials", "6", "--sampler", "random", "--backend",
+                             "ray", "--ray-address", ray_address, "--workers", "2")
+    driver = start_worker(command, tmp_path)
+    victim = wait_until(training_trials(storage, name))[0]
+    os.kill(int(victim.user_attrs[ATTR_WORKER].split(" ")[0].rpartition(":")[2]), signal.SIGKILL)
+    finish([driver])
+    study = load(storage, name)
+    check_exact_total(study, 6)
+    trials = study.get_trials()
+    assert trials[victim.number].state is optuna.trial.TrialState.FAIL
+    assert ATTR_FAIL_REASON not in trials[victim.number].user_attrs  # killed: no reason of its own, so retried
+    retries = [trial for trial in trials if ATTR_RETRIED_FROM in trial.user_attrs]
+    assert [trial.user_attrs[ATTR_RETRIED_FROM] for trial in retries] == [victim.number]
+    assert retries[0].state is optuna.trial.TrialState.COMPLETE and retries[0].params == victim.params
+    assert retries[0].user_attrs[ATTR_SEED] == victim.user_attrs[ATTR_SEED]
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_ray_driver_stops_cleanly_on_sigterm_and_resumes(tmp_path, ray_address):
+    """SIGTERM to the driver (ray.init() would make it exit at once): the actors fail and queue their trials,
+    the command ends with status 130 and one line, and the same command resumes to the exact total."""
+    storage, name = f"sqlite:///{tmp_path / 'study.db'}", "ray-terminated"
+    command = search_command(storage, name, "--epochs", "6", "--trials", "6", "--sampler", "random", "--backend",
+                             "ray", "--ray-address", ray_address, "--workers", "2")
+    driver = start_worker(command, tmp_path)
+    wait_until(training_trials(storage, name))
+    os.kill(driver.pid, signal.SIGTERM)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("nasscale: interrupted; finished trials are kept")
+    assert "Traceback" not in err
+    trials = load(storage, name).get_trials()
+    interrupted = [trial for trial in trials if trial.user_attrs.get(ATTR_INTERRUPTED)]
+    queued = [trial for trial in trials if trial.state is optuna.trial.TrialState.WAITING]
+    assert interrupted and all(trial.state is optuna.trial.TrialState.FAIL for trial in interrupted)
+    assert sorted(trial.user_attrs[ATTR_RETRIED_FROM] for trial in queued) == [trial.number for trial in interrupted]
+    assert not [trial for trial in trials if trial.state is optuna.trial.TrialState.RUNNING]
+
+    finish([start_worker(command, tmp_path)])
+    study = load(storage, name)
+    check_exact_total(study, 6)
+    assert all(study.get_trials()[trial.number].state is optuna.trial.TrialState.COMPLETE for trial in queued)

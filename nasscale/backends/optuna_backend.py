@@ -141,6 +141,7 @@ def heartbeat_settings() -> tuple[int, int]:
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL, with heartbeats; ``journal:PATH`` selects the journal file storage."""
     interval, grace = heartbeat_settings()
+    require_folder(url)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -164,6 +165,14 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         raise SearchError(f"storage {url!r}: {_first_line(error)}") from None
     except Exception as error:  # sqlalchemy's OperationalError and friends: unreachable or refused
         raise SearchError(f"storage {url!r} is unreachable: {_first_line(error)}") from None
+
+
+def require_folder(url: str) -> None:
+    """A SQLite or journal file is created on first use, but its folder is not."""
+    path = url.removeprefix("journal:") if url.startswith("journal:") else sqlite_path(url)
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(os.path.expanduser(path)))):
+        raise SearchError(f"storage {url!r}: the folder {os.path.dirname(path) or '.'} does not exist; create it "
+                          "or fix the path")
 
 
 def database_url(url: str) -> str:

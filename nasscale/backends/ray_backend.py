@@ -4,13 +4,16 @@ same Optuna storage, with the same trial attributes, as the Optuna backend.
 Design: each worker is a Ray actor with ``--cpus-per-trial`` CPUs (and ``--gpus-per-trial`` GPUs) that
 runs the Optuna backend's own worker loop, ``run_worker``: ask the shared storage for a trial, sample,
 check the budget, claim a slot, train with as many torch threads as it has CPUs, tell. The driver starts
-the actors, relays finished trials to the progress display and stops the actors on Ctrl-C.
+the actors, relays finished trials to the progress display and stops the actors on Ctrl-C or SIGTERM.
 
-Why not Ray Tune with ``OptunaSearch``: there the Tune driver asks Optuna for every trial itself, and it
-runs them one at a time. Measured with Ray 2.60 on 2 CPUs, 4 trials of 3 s with 1 CPU each: OptunaSearch
-ran them at 0-3, 3.9-6.9, 6.7-9.7 and 11.6-14.6 s, where Tune's default searcher ran two at once. Tune
-also keeps its own experiment state beside the study, a second record to reconcile on resume. With
-actors doing ask-and-tell instead:
+Why not ``tune.Tuner`` with ``OptunaSearch``: the Tune driver asks Optuna for every trial itself, one
+suggestion at a time, and starts an actor per trial. Measured with Ray 2.60 on a 2-CPU local runtime, 4
+trials that sleep 3 s with 1 CPU each (start-end in seconds): OptunaSearch staggered them, 0-3, 1.7-4.7,
+6.0-9.0, 8.0-11.0 (0-3, 1.5-4.5, 5.1-8.1, 6.8-9.8 in a second run), so two trials overlapped for 1.3 s
+of 3; Tune's default searcher ran pairs at once, 0-3, 0-3, 7.1-10.1, 7.2-10.2, but lost 4 s between
+them to per-trial actor start-up, which is longer than a proxy trial on small data. Tune also keeps its
+own experiment state beside the study, a second record to reconcile on resume. With long-lived actors
+doing ask-and-tell instead:
 
 - N trials run at once whenever the cluster has room for N actors (checked before they start: a
   request that can never fit is an error, not a hang). Each trial records ``started_at``/``finished_at``
@@ -31,11 +34,14 @@ and ``nasscale rerun`` retrains any of them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +127,35 @@ def connect(config: SearchConfig) -> None:
         require_listening(address)
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
-        if address is None:
-            # "local", not None: ray.init() would join whatever RAY_ADDRESS names.
-            ray.init(address="local", include_dashboard=False, **options)
-        else:
-            ray.init(address=address, **options)
+        with own_sigterm_handler():
+            if address is None:
+                # "local", not None: ray.init() would join whatever RAY_ADDRESS names.
+                ray.init(address="local", include_dashboard=False, **options)
+            else:
+                ray.init(address=address, **options)
     except Exception as error:  # ConnectionError, an authentication error, a version mismatch
         where = "start a local Ray runtime" if address is None else f"join the Ray cluster at {address}"
-        raise SearchError(f"cannot {where}: {_first_line(error)}") from None
+        hint = ""
+        if str(error).startswith("Failed to connect") and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            # Ray says only "Failed to connect" when the cluster wants a token this process did not send.
+            hint = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token here too (with its token "
+                    "in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+        raise SearchError(f"cannot {where}: {_first_line(error)}{hint}") from None
+
+
+@contextlib.contextmanager
+def own_sigterm_handler() -> Iterator[None]:
+    """ray.init() replaces the SIGTERM handler with one that exits at once, leaving the actors' trials running
+    until their heartbeats go stale; keep the command's own (SIGTERM stops the workers as Ctrl-C does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def require_listening(address: str) -> None:

@@ -2,7 +2,9 @@
 
 A trial records its architecture (``arch``), its seed, and the proxy settings it was trained with
 (``proxy_settings``; older trials fall back on the study's ``nasscale_config``). Training is seeded and
-single-threaded by default, so on a CPU the re-run repeats the recorded accuracies to the last digit.
+single-threaded by default, so on a CPU the re-run repeats the recorded accuracies to the last digit. A
+trial stopped early (pruned) is compared on the epochs it reported; a trial of a study scored by a
+zero-cost proxy (``--evaluator zero-cost:NAME``) is scored again, not trained.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nasscale.search import (
     ATTR_SEED,
     SearchError,
     prepare_context,
+    score_architecture,
     train_architecture,
 )
 from nasscale.study import CONFIG_FIELDS, SearchConfig, make_config
@@ -59,15 +62,24 @@ def rerun_trial(study_name: str, number: int, storage: str) -> dict[str, Any]:
     seed = int(trial.user_attrs[ATTR_SEED])
     rerun: dict[int, float] = {}
     started = time.perf_counter()
-    result = train_architecture(arch, prepare_context(config), seed=seed,
-                                on_epoch=lambda epoch, accuracy: rerun.__setitem__(epoch, accuracy))
-    recorded = recorded_accuracies(trial)
-    epochs = [{"epoch": epoch, "recorded": recorded.get(epoch), "rerun": accuracy} for epoch, accuracy in rerun.items()]
-    compared = [row for row in epochs if row["recorded"] is not None]
+    context = prepare_context(config)
+    recorded_accuracy = trial.user_attrs.get(ATTR_ACCURACY)
+    if config.zero_cost_proxy is not None:  # --evaluator zero-cost:NAME: the trial was scored, not trained
+        result = score_architecture(arch, context, seed=seed)
+        epochs: list[dict[str, Any]] = []
+        identical = recorded_accuracy is not None and result[ATTR_ACCURACY] == recorded_accuracy
+    else:
+        result = train_architecture(arch, context, seed=seed,
+                                    on_epoch=lambda epoch, accuracy: rerun.__setitem__(epoch, accuracy))
+        recorded = recorded_accuracies(trial)
+        epochs = [{"epoch": epoch, "recorded": recorded.get(epoch), "rerun": accuracy}
+                  for epoch, accuracy in rerun.items()]
+        compared = [row for row in epochs if row["recorded"] is not None]
+        identical = bool(compared) and all(row["recorded"] == row["rerun"] for row in compared)
     return {
         "study": study_name, "trial": number, "state": trial.state.name.lower(),
         "arch_id": trial.user_attrs.get(ATTR_ARCH_ID), "seed": seed, "threads": config.threads,
-        "recorded_accuracy": trial.user_attrs.get(ATTR_ACCURACY), "rerun_accuracy": result[ATTR_ACCURACY],
-        "identical": bool(compared) and all(row["recorded"] == row["rerun"] for row in compared),
-        "epochs": epochs, "seconds": time.perf_counter() - started,
+        "evaluator": config.evaluator, "recorded_accuracy": recorded_accuracy,
+        "rerun_accuracy": result[ATTR_ACCURACY], "identical": identical, "epochs": epochs,
+        "seconds": time.perf_counter() - started,
     }
