@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -68,12 +69,14 @@ def main() -> None:
     parser.add_argument("--save-tables", type=Path, default=None, help="Also write each table into this folder.")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Timings are only as steady as the machine: the load averages say what else it ran.
     results = {"torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-               "threads": arguments.threads, "batch_size": 1,
-               "note": "2 shared CPU cores with other jobs running: timings are noisy; compare ratios",
+               "threads": arguments.threads, "batch_size": 1, "cpu_count": os.cpu_count(),
+               "load_average_before": os.getloadavg(),
                "spaces": [run_space(name, clock=clock, validate=arguments.validate, seed=arguments.seed,
                                     threads=arguments.threads, tables=arguments.save_tables)
                           for name in arguments.spaces.split(",") for clock in arguments.clocks.split(",")]}
+    results["load_average_after"] = os.getloadavg()
     RESULTS.write_text(json.dumps(results, indent=2))
     for space in results["spaces"]:
         validation = space["validation"]
