@@ -222,6 +222,7 @@ def search(
     batch_size: Annotated[int | None, typer.Option(help="Proxy training batch size [64].")] = None,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on at most this many images.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads per trial [1].")] = None,
+    device: Annotated[str | None, typer.Option(help="Where trials train: cpu | cuda | cuda:N [cpu].")] = None,
     backend: Annotated[str | None, typer.Option(help="optuna: one trial at a time in this process (start one "
                                                     "process per worker on a shared --storage) | ray: --workers "
                                                     "trials at once on Ray [optuna].")] = None,
@@ -246,7 +247,7 @@ def search(
                  "objectives": objectives, "max_macs": max_macs, "max_params": max_params, "sampler": sampler,
                  "reward": reward, "target_macs": target_macs, "reward_exponent": w, "storage": storage,
                  "study": study, "seed": seed, "proxy_resolution": proxy_resolution, "batch_size": batch_size,
-                 "max_train_samples": max_train_samples, "threads": threads, "backend": backend,
+                 "max_train_samples": max_train_samples, "threads": threads, "device": device, "backend": backend,
                  "ray_address": ray_address, "workers": workers, "cpus_per_trial": cpus_per_trial,
                  "gpus_per_trial": gpus_per_trial, "max_latency": max_latency, "target_latency": target_latency,
                  "latency_table": latency_table, "latency_repeats": latency_repeats, "evaluator": evaluator,
@@ -406,6 +407,7 @@ def train(
     seed: int = 0,
     threads: Annotated[int, typer.Option(min=1)] = 1,
     max_train_samples: int | None = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N.")] = "cpu",
     as_json: JsonFlag = False,
 ) -> None:
     """Train an architecture fully and save its weights (state dict) and an ONNX export."""
@@ -414,7 +416,8 @@ def train(
     from nasscale.train import train_and_save
 
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                             resolution=resolution, threads=threads, seed=seed, max_train_samples=max_train_samples)
+                             resolution=resolution, threads=threads, seed=seed, max_train_samples=max_train_samples,
+                             device=device)
 
     def on_epoch(record) -> None:
         if not as_json:

@@ -102,9 +102,11 @@ def prepare_context(config: SearchConfig) -> SearchContext:
     """Load the space, the data and the latency table (clear errors for each) and check every budget is reachable
     at all, so that a search that cannot work fails before its first trial."""
     from nasscale.data import load_splits
+    from nasscale.evaluators.training import check_device
     from nasscale.space import load_space, mac_range
 
     check_proxy_names(config)
+    check_device(config.device)
     space = load_space(config.space)
     train, validation = load_splits(config.data, validation_fraction=config.validation_fraction, seed=config.seed,
                                     max_train_samples=config.max_train_samples)
@@ -339,7 +341,7 @@ def train_settings(config: SearchConfig, seed: int):
     return TrainSettings(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                          optimizer=config.optimizer, schedule=config.schedule,
                          label_smoothing=config.label_smoothing, resolution=config.proxy_resolution,
-                         threads=config.threads, seed=seed)
+                         threads=config.threads, seed=seed, device=config.device)
 
 
 def architecture_attributes(arch: Arch, trial_cost: Cost) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class SearchConfig:
     validation_fraction: float = 0.2
     max_train_samples: int | None = None
     threads: int = 1  # torch threads per trial; more only pays on an idle machine
+    device: str = "cpu"  # where trials train: cpu, cuda or cuda:N
     # Distributed search (docs/distributed.md). The Optuna backend runs one trial at a time per process: start
     # one process per worker on a shared storage. The Ray backend runs `workers` trials at once.
     backend: str = "optuna"
@@ -241,11 +242,17 @@ def validate_evaluation(config: SearchConfig) -> None:
 
 
 def validate_backend(config: SearchConfig) -> None:
+    device = config.device
+    if not isinstance(device, str) or not (device in ("cpu", "cuda") or device.startswith("cuda:")):
+        raise SpecError("device", f"must be cpu, cuda or cuda:N, got {device!r}")
     if config.backend not in BACKEND_NAMES:
         raise SpecError("backend", f"must be one of {', '.join(BACKEND_NAMES)}, got {config.backend!r}")
     gpus = config.gpus_per_trial
     if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not gpus >= 0:
         raise SpecError("gpus_per_trial", f"must be a number >= 0, got {gpus!r}")
+    if gpus > 0 and not config.device.startswith("cuda"):
+        raise SpecError("gpus_per_trial", "reserves GPUs that trials use only with --device cuda; add it, or "
+                                          "leave --gpus-per-trial out")
     if config.backend == "ray":
         if config.threads not in (1, config.cpus_per_trial):
             raise SpecError("threads", f"with the ray backend each trial uses --cpus-per-trial threads "

@@ -34,6 +34,7 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings, seed
     torch.manual_seed(seed)
     model = build(arch)
     result = train_model(model, train, validation, settings, on_epoch=on_epoch)
+    model.cpu()  # weights and the ONNX graph are saved device-free, whatever trained them
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / WEIGHTS_FILE)

@@ -243,7 +243,9 @@ def test_ray_flags_are_validated():
         SearchConfig(backend="dask")
     with pytest.raises(SpecError, match="gpus_per_trial: must be a number >= 0"):
         SearchConfig(backend="ray", gpus_per_trial=-1)
-    assert SearchConfig(backend="ray", workers=4, cpus_per_trial=2, gpus_per_trial=0.5).workers == 4
+    with pytest.raises(SpecError, match="gpus_per_trial: reserves GPUs that trials use only with --device cuda"):
+        SearchConfig(backend="ray", gpus_per_trial=1)
+    assert SearchConfig(backend="ray", workers=4, cpus_per_trial=2, gpus_per_trial=0.5, device="cuda").workers == 4
 
 
 def test_ray_resources_and_storage_paths(tmp_path, monkeypatch):

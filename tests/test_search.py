@@ -207,6 +207,7 @@ def test_mnas_reward_search_is_single_objective(capsys, tmp_path):
         (["search", "--space", "tiny", "--max-macs", "1K"], "nasscale: error: --max-macs 1.00K is below"),
         (["search", "--config", "studies/none.yaml"], "nasscale: error: studies/none.yaml: no such study config"),
         (["best", "--study", "missing"], "nasscale: error: study 'missing' not found in"),
+        (["search", "--space", "tiny", "--device", "gpu"], "nasscale: error: device: must be cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_input_is_one_line(capsys, tmp_path, args, expected):

@@ -134,7 +134,23 @@ def test_channel_mismatch_is_a_data_error(digits) -> None:
 @pytest.mark.parametrize("changes", [
     {"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"learning_rate": math.inf}, {"optimizer": "rmsprop"},
     {"schedule": "step"}, {"label_smoothing": 1.0}, {"resolution": 0}, {"threads": 0}, {"warmup_epochs": 5},
+    {"device": "tpu"},
 ])
 def test_bad_settings_raise(changes: dict) -> None:
     with pytest.raises(SpecError, match=next(iter(changes))):
         TrainSettings(**changes)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_cuda_without_a_gpu_is_one_clear_error() -> None:
+    with pytest.raises(SpecError, match="device: cuda asked for, but torch .* sees no CUDA GPU"):
+        TrainSettings(device="cuda")
+
+
+def test_explicit_cpu_device_trains_and_leaves_the_model_on_it(digits) -> None:
+    model = small_cnn()
+    train, validation = digits
+    result = train_model(model, train, validation, TrainSettings(epochs=1, device="cpu"))
+    assert result.validation_accuracy > 0.1
+    assert all(parameter.device.type == "cpu" for parameter in model.parameters())
+

@@ -52,6 +52,7 @@ class TrainSettings:
     threads: int = 1
     seed: int = 0
     max_train_samples: int | None = None
+    device: str = "cpu"  # cpu, cuda or cuda:N; the data moves to the device once, not per batch
 
     def __post_init__(self) -> None:
         _check_settings(self)
@@ -96,9 +97,11 @@ def _train(model: nn.Module, train: Dataset, validation: Dataset, settings: Trai
     start = time.perf_counter()
     torch.manual_seed(settings.seed)
     _check_datasets(train, validation)
-    train_images, train_labels = _train_tensors(train, settings)
-    validation_images = _images_tensor(validation, settings.resolution)
-    validation_labels = torch.from_numpy(validation.labels)
+    device = torch.device(settings.device)
+    train_images, train_labels = (tensor.to(device) for tensor in _train_tensors(train, settings))
+    validation_images = _images_tensor(validation, settings.resolution).to(device)
+    validation_labels = torch.from_numpy(validation.labels).to(device)
+    model.to(device)
     _check_model(model, train, train_images)
     optimizer = _make_optimizer(model, settings)
     steps_per_epoch = _batch_count(len(train_labels), settings.batch_size)
@@ -289,7 +292,22 @@ def _check_settings(settings: TrainSettings) -> None:
                                          f"got {settings.warmup_epochs!r}")
     if not 0 <= settings.label_smoothing < 1:
         raise SpecError("label_smoothing", f"must lie in [0, 1), got {settings.label_smoothing!r}")
+    check_device(settings.device)
     if settings.optimizer not in OPTIMIZERS:
         raise SpecError("optimizer", f"unknown optimizer {settings.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if settings.schedule not in SCHEDULES:
         raise SpecError("schedule", f"unknown schedule {settings.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def check_device(device: str) -> None:
+    """A device this machine has: cpu, or cuda[:N] where torch sees a GPU (one line otherwise)."""
+    if device == "cpu":
+        return
+    if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
+        raise SpecError("device", f"must be cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise SpecError("device", f"{device} asked for, but torch {torch.__version__} sees no CUDA GPU on this "
+                                  "machine; use --device cpu, or install a CUDA build of torch")
+    index = torch.device(device).index
+    if index is not None and index >= torch.cuda.device_count():
+        raise SpecError("device", f"{device} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
