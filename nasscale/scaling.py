@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nasscale.arch import Arch, HeadType, Stage, iter_stages, stage_blocks, to_dict
+from nasscale.arch import Arch, HeadType, Stage, bottleneck_channels, iter_stages, stage_blocks, to_dict
 from nasscale.arch import summary as arch_summary
 from nasscale.cost import Cost, block_cost, cost, head_cost, stage_cost, stem_cost
 from nasscale.errors import ScalingError, SpecError
@@ -75,14 +75,14 @@ def round_resolution(resolution: float, multiple: int = 1) -> int:
 
 
 def scale_stage(stage: Stage, width: float, depth: float) -> Stage:
-    return dataclasses.replace(stage, num_blocks=round_repeats(stage.num_blocks, depth),
-                               out_channels=round_filters(stage.out_channels, width))
+    return _rescaled_stage(stage, _grouped_width(stage, round_filters(stage.out_channels, width)),
+                           round_repeats(stage.num_blocks, depth))
 
 
 def scaled_channels(arch: Arch, width: float) -> Channels:
     """Stem, per-stage and head widths after rounding. A ConvNeXt stem is as wide as stage 0; both round the
     same number by the same rule, so they stay equal. A norm head has no width (0)."""
-    stages = tuple(round_filters(stage.out_channels, width) for stage in arch.stages)
+    stages = tuple(_grouped_width(stage, round_filters(stage.out_channels, width)) for stage in arch.stages)
     head = round_filters(arch.head_channels, width) if arch.head is HeadType.CONV else 0
     return round_filters(arch.stem_channels, width), stages, head
 
@@ -91,13 +91,38 @@ def scaled_layers(arch: Arch, stage_depths: Sequence[float]) -> tuple[int, ...]:
     return tuple(round_repeats(stage.num_blocks, depth) for stage, depth in zip(arch.stages, stage_depths, strict=True))
 
 
+def _group_width(stage: Stage) -> int | None:
+    """Channels per group of a grouped bottleneck (ResNeXt, RegNet); None for an ungrouped stage."""
+    if stage.groups == 1:
+        return None
+    return bottleneck_channels(stage.out_channels, stage.bottleneck_ratio) // stage.groups
+
+
+def _grouped_width(stage: Stage, out_channels: int) -> int:
+    """The smallest width >= ``out_channels`` whose bottleneck is a whole number of the stage's groups: scaling
+    keeps the group width fixed and adds groups, as RegNet and ResNeXt widen."""
+    group_width = _group_width(stage)
+    if group_width is None:
+        return out_channels
+    step = CHANNEL_DIVISOR if out_channels % CHANNEL_DIVISOR == 0 else 1  # keep round_filters' multiple of 8
+    while bottleneck_channels(out_channels, stage.bottleneck_ratio) % group_width:
+        out_channels += step
+    return out_channels
+
+
 def _rebuild(arch: Arch, channels: Channels, layers: Sequence[int], resolution: int) -> Arch:
     stem, stage_channels, head = channels
-    stages = tuple(
-        dataclasses.replace(stage, num_blocks=num_blocks, out_channels=out_channels)
-        for stage, out_channels, num_blocks in zip(arch.stages, stage_channels, layers, strict=True)
-    )
+    stages = tuple(_rescaled_stage(stage, out_channels, num_blocks)
+                   for stage, out_channels, num_blocks in zip(arch.stages, stage_channels, layers, strict=True))
     return arch.replace(stages=stages, stem_channels=stem, head_channels=head, resolution=resolution)
+
+
+def _rescaled_stage(stage: Stage, out_channels: int, num_blocks: int) -> Stage:
+    changes: dict[str, Any] = {"num_blocks": num_blocks, "out_channels": out_channels}
+    group_width = _group_width(stage)
+    if group_width is not None:
+        changes["groups"] = bottleneck_channels(out_channels, stage.bottleneck_ratio) // group_width
+    return dataclasses.replace(stage, **changes)
 
 
 def _check_multiplier(name: str, value: Any) -> None:

@@ -339,3 +339,16 @@ def test_errors_are_one_line(b0, call, error_type, match):
     with pytest.raises(error_type, match=match) as error:
         call(b0)
     assert_one_line(error)
+
+
+@pytest.mark.parametrize("name", ["regnet_y_400mf", "regnet_x_400mf", "resnext50_32x4d"])
+def test_grouped_bottlenecks_widen_by_adding_groups_of_the_same_width(name):
+    # RegNet and ResNeXt fix the channels per group: a wider stage gets more groups, not wider ones.
+    base = presets.preset_arch(name)
+    steps = scale_ladder(base, (1, 2, 3))
+    for step in steps:
+        assert abs(step.deviation) <= 0.02
+        for original, scaled in zip(base.stages, step.arch.stages, strict=True):
+            width = scaled.out_channels * scaled.bottleneck_ratio
+            assert width / scaled.groups == original.out_channels * original.bottleneck_ratio / original.groups
+            assert scaled.out_channels >= original.out_channels and scaled.out_channels % 8 == 0
