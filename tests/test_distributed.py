@@ -38,10 +38,10 @@ from nasscale.backends.optuna_backend import (
     is_evaluated,
     make_storage,
 )
-from nasscale.cli import main
 from nasscale.errors import SpecError
 from nasscale.search import ATTR_ARCH_ID, ATTR_FAIL_REASON, ATTR_SEED, ATTR_TRAINED, SilentProgress
 from nasscale.study import SearchConfig
+from tests.test_cli_foundation import run_cli
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SERVICES_SCRIPT = REPOSITORY / "scripts" / "start_test_services.sh"
@@ -52,16 +52,6 @@ WORKER_SECONDS = 240
 
 
 # -------------------------------------------------------------------------------------------------- helpers
-
-
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def search_command(storage: str, study: str, *extra: str) -> list[str]:

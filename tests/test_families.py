@@ -10,7 +10,6 @@ from torch import nn
 
 from nasscale.arch import BlockType, HeadType, StemType
 from nasscale.build import build
-from nasscale.cli import main
 from nasscale.cost import cost
 from nasscale.families.classic_blocks import Fire, Inception, LargeKernelAttention, ShuffleUnit, VANBlock
 from nasscale.measure import measure_counts
@@ -19,6 +18,7 @@ from nasscale.results import trial_arch
 from nasscale.sampling import RandomChooser, sample
 from nasscale.search import ATTR_TRAINED
 from nasscale.space import load_space, mac_range
+from tests.test_cli_foundation import run_cli
 
 SMALL = {"in_channels": 1, "num_classes": 10, "resolution": 32}  # small enough to build and trace in a moment
 RESNET_BLOCKS = {BlockType.BASIC, BlockType.BOTTLENECK, BlockType.PREACT_BOTTLENECK, BlockType.SE_BOTTLENECK}
@@ -234,16 +234,6 @@ def test_van_large_kernel_attention():
 
 
 # ------------------------------------------------------------------------------------------ tiny searches
-
-
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("space", ["regnet", "resnet"])

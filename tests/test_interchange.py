@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from nasscale.arch import Activation, Arch, BlockType, SqueezeExciteStyle, Stage, from_yaml
-from nasscale.cli import main
 from nasscale.cost import cost
 from nasscale.errors import InterchangeError, NasscaleError
 from nasscale.interchange import (
@@ -21,6 +20,7 @@ from nasscale.interchange import (
     timm_model_kwargs,
 )
 from nasscale.presets import PRESETS, preset_arch
+from tests.test_cli_foundation import run_cli
 
 # Facts: the arch_defs of timm/models/efficientnet.py (_gen_efficientnet, _gen_efficientnetv2_s, _gen_mnasnet_a1)
 # and timm/models/mobilenetv3.py (_gen_mobilenet_v3, mobilenetv3_large_100).
@@ -280,16 +280,6 @@ def test_arch_def_from_command_line_text():
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
-
-
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_prints_the_strings_and_the_efficientnet_arguments(capsys):

@@ -27,18 +27,9 @@ from nasscale.report import (
 )
 from nasscale.search import architecture_attributes
 from nasscale.study import SearchConfig
+from tests.test_cli_foundation import run_cli
 
 FAST = ["--space", "tiny", "--data", "digits", "--epochs", "1", "--proxy-resolution", "16", "--batch-size", "128"]
-
-
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def row(trial, accuracy=None, macs=None, *, state="complete", params=None, value=None, infeasible=False,

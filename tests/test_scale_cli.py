@@ -20,20 +20,10 @@ from nasscale.errors import SpecError
 from nasscale.latency import measure_latency
 from nasscale.presets import efficientnet_b0
 from nasscale.scaling import EFFICIENTNET_COMPOUND, scale_ladder, solve_coefficients
+from tests.test_cli_foundation import run_cli
 
 B0_MACS = 385_814_752
 SEARCH = ["search", "--space", "tiny", "--data", "digits", "--trials", "2", "--epochs", "1", "--proxy-resolution", "16"]
-
-
-def run_cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def scale_json(capsys, *args) -> dict:

@@ -10,23 +10,13 @@ import time
 import optuna
 import pytest
 
-from nasscale.cli import main
 from nasscale.cost import Cost
 from nasscale.errors import SpecError
 from nasscale.search import ATTR_INFEASIBLE, ATTR_TRAINED, budget_violation, mnas_reward
 from nasscale.study import SearchConfig, load_config_file, make_config
+from tests.test_cli_foundation import run_cli
 
 FAST = ["--space", "tiny", "--data", "digits", "--epochs", "1", "--proxy-resolution", "16", "--batch-size", "128"]
-
-
-def run_cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_request:
-        code = exit_request.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def storage_url(tmp_path) -> str:
