@@ -178,7 +178,8 @@ def proxies(
                                   max_train_samples=max_train_samples, max_validation_samples=max_validation_samples,
                                   threads=threads, proxies=names,
                                   proxy_batch_size=proxy_batch,
-                                  on_progress=lambda done, total, record: bars.update(task, completed=done))
+                                  on_progress=lambda done, total, record: _architecture_done(
+                                      bars, task, done, total, record, quiet=as_json))
     report = result.to_dict()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +188,18 @@ def proxies(
         print_json(report)
         return
     _print_correlations(result, out)
+
+
+def _architecture_done(bars: Any, task: Any, done: int, total: int, record: Any, *, quiet: bool) -> None:
+    """Advance the bar; where stderr is a log file rather than a terminal (no bar is drawn), write a line."""
+    from nasscale.cli import error_console
+
+    bars.update(task, completed=done)
+    if quiet or error_console.is_terminal:
+        return
+    accuracy = "failed" if record.accuracy is None else f"accuracy {record.accuracy:.4f}"
+    error_console.print(f"architecture {done}/{total} ({record.arch_id}): {accuracy}, trained in "
+                        f"{record.train_seconds:.1f} s", highlight=False)
 
 
 def _print_correlations(result: Any, out: Path | None) -> None:

@@ -124,10 +124,13 @@ def test_validate_proxies_correlates_every_proxy_with_accuracy():
 
 def test_cli_proxies_on_tiny(capsys, tmp_path):
     out = tmp_path / "proxies.json"
-    code, stdout, _ = run_cli(capsys, "proxies", "--space", "tiny", "--data", "digits", "-n", "6", "--epochs", "1",
-                              "--proxy-resolution", "16", "--max-train-samples", "300", "--proxy-batch", "16",
-                              "--out", str(out))
+    code, stdout, stderr = run_cli(capsys, "proxies", "--space", "tiny", "--data", "digits", "-n", "6", "--epochs",
+                                   "1", "--proxy-resolution", "16", "--max-train-samples", "300", "--proxy-batch",
+                                   "16", "--out", str(out))
     assert code == 0 and "Spearman rho" in stdout and "Kendall tau" in stdout
+    # Not a terminal, so no bar: one line per trained architecture instead.
+    lines = [line.split(" (")[0] for line in stderr.splitlines() if line.strip()]
+    assert lines == [f"architecture {i}/6" for i in range(1, 7)]
     for name in PROXIES:
         assert name in stdout
     report = json.loads(out.read_text())
