@@ -23,39 +23,10 @@ from nasscale.errors import NasscaleError, SpecError
 
 def measure_latency(model: nn.Module, example: torch.Tensor, *, repeats: int = 10, warmup: int = 2,
                     threads: int = 1) -> dict[str, Any]:
-    """Time ``model(example)`` in eval mode without gradients, ``repeats`` times after ``warmup`` untimed runs.
-
-    The thread count is set explicitly for the measurement (and restored after): torch's default follows the
-    machine's cores, so unpinned figures would not compare across machines or runs. Returns the median, 10th and
-    90th percentile in milliseconds with the repeats and threads used. The model's train/eval mode is restored.
-    """
-    for name, value, minimum in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise SpecError(name, f"must be an integer of at least {minimum}, got {value!r}")
-    previous_threads = torch.get_num_threads()
-    was_training = model.training
-    torch.set_num_threads(threads)
-    model.eval()
-    try:
-        milliseconds = _timed_runs(model, example, repeats, warmup)
-    finally:
-        torch.set_num_threads(previous_threads)
-        model.train(was_training)
-    p10, median, p90 = np.percentile(milliseconds, [10, 50, 90])
-    return {"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90), "repeats": repeats,
-            "threads": threads}
-
-
-def _timed_runs(model: nn.Module, example: torch.Tensor, repeats: int, warmup: int) -> list[float]:
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(example)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(example)
-            times.append((time.perf_counter() - started) * 1e3)
-    return times
+    """``time_forward`` on the CPU's wall clock, with the repeats and threads used: the thread count is pinned
+    because torch's default follows the machine's cores, so unpinned figures would not compare."""
+    return time_forward(model, example, repeats=repeats, warmup=warmup, threads=threads) | {
+        "repeats": repeats, "threads": threads}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -74,11 +74,6 @@ def round_resolution(resolution: float, multiple: int = 1) -> int:
     return max(multiple, int(round(resolution / multiple)) * multiple)
 
 
-def scale_stage(stage: Stage, width: float, depth: float) -> Stage:
-    return _rescaled_stage(stage, _grouped_width(stage, round_filters(stage.out_channels, width)),
-                           round_repeats(stage.num_blocks, depth))
-
-
 def scaled_channels(arch: Arch, width: float) -> Channels:
     """Stem, per-stage and head widths after rounding. A ConvNeXt stem is as wide as stage 0; both round the
     same number by the same rule, so they stay equal. A norm head has no width (0)."""

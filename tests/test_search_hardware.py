@@ -32,6 +32,7 @@ from nasscale.search import (
 from nasscale.space import load_space
 from nasscale.study import make_config, parse_milliseconds
 from tests.test_cli_foundation import run_cli
+from tests.test_search import evaluated, load, storage_url
 
 FAST = ["--space", "tiny", "--data", "digits", "--epochs", "1", "--proxy-resolution", "16", "--batch-size", "128",
         "--max-train-samples", "600"]
@@ -60,18 +61,6 @@ def steady_table(tiny_table, tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "steady.json"
     table.save(path)
     return table, path
-
-
-def storage_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'study.db'}"
-
-
-def load(tmp_path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage_url(tmp_path))
-
-
-def evaluated(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [trial for trial in study.trials if trial.user_attrs.get(ATTR_TRAINED) and trial.state.is_finished()]
 
 
 def search(capsys, tmp_path, study: str, *args: str) -> optuna.Study:

@@ -284,10 +284,6 @@ def is_queued(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state is TrialState.WAITING or unclaimed_retry
 
 
-def count_evaluated(study: optuna.Study) -> int:
-    return sum(is_evaluated(trial) for trial in study.get_trials(deepcopy=False))
-
-
 @dataclass(frozen=True, slots=True)
 class Ledger:
     """The study-wide counts a worker decides on."""
