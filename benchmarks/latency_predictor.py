@@ -1,11 +1,12 @@
 """Latency lookup table: how long it takes to build, and how well the sum of its parts predicts a whole network.
 
-For each space: build the table (every distinct stem, block and head timed alone, then the interaction factor
-fitted on 10 calibration architectures), then sample architectures that played no part in building it,
-measure each end to end and compare with the prediction. Reports the share within +-10% and the median absolute
-and signed error, of the calibrated prediction and of the plain sum of parts (plus the empty network's
-overhead). CPU, batch 1, one thread; each space twice: with the wall clock (what a user waits) and with the
-thread's CPU time, which a machine shared with other jobs disturbs far less.
+For each space: build the table with its defaults (every distinct stem, block and head timed, the fastest of 25
+runs interleaved over all parts, then the interaction factor fitted on 40 calibration architectures), then sample
+architectures that played no part in building it, measure each end to end (the fastest of 25 runs, interleaved
+over the sample) and compare with the prediction. Reports the share within +-10% and the median absolute and
+signed error of the calibrated prediction and of the plain sum of parts (plus the empty network's overhead), and
+of the calibrated prediction against each network's median run. CPU, batch 1, one thread; each space twice: with
+the wall clock (what a user waits) and with the thread's CPU time.
 
     python benchmarks/latency_predictor.py [--spaces mnas,tiny] [--clocks wall,cpu] [--validate 50] [--seed 1]
                                            [--save-tables DIR]
@@ -38,20 +39,23 @@ def run_space(name: str, *, clock: str, validate: int, seed: int, threads: int, 
     in_channels, num_classes = SHAPES.get(name, DEFAULT_SHAPE)
     started = time.perf_counter()
 
-    def progress(done: int, total: int, key: str) -> None:
-        if done % 100 == 0 or done == total:
-            print(f"  {name} ({clock}): {done}/{total} parts, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    shown = [0.0]
+
+    def progress(done: int, total: int, what: str) -> None:
+        if time.perf_counter() - shown[0] > 5 or done == total:
+            shown[0] = time.perf_counter()
+            print(f"  {name} ({clock}): {done}/{total} runs ({what}), {shown[0] - started:.0f} s", file=sys.stderr)
 
     table = build_latency_table(space, in_channels=in_channels, num_classes=num_classes, threads=threads,
                                 clock=clock, on_progress=progress)
     if tables is not None:
         table.save(tables / f"latency_table_{name}_{clock}.json")
 
-    def validated(index: int, total: int, row) -> None:
-        print(f"  {name} ({clock}): arch {index}/{total} predicted {row.predicted_ms:.2f} ms, measured "
-              f"{row.measured_ms:.2f} ms ({row.relative_error():+.1%})", file=sys.stderr)
-
-    validation = validate_predictor(table, space, validate, seed=seed, on_progress=validated)
+    validation = validate_predictor(table, space, validate, seed=seed)
+    for row in validation.rows:
+        print(f"  {name} ({clock}): {row.arch_id} predicted {row.predicted_ms:.2f} ms, fastest run "
+              f"{row.measured_ms:.2f} ms ({row.relative_error():+.1%}), median {row.measured_median_ms:.2f} ms",
+              file=sys.stderr)
     return {"space": name, "clock": clock, "in_channels": in_channels, "num_classes": num_classes,
             "resolutions": [table.resolution] if table.resolution else list(space.resolution.values()),
             "parts": len(table.entries), "table_build_seconds": table.build_seconds,
@@ -80,12 +84,14 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2))
     for space in results["spaces"]:
         validation = space["validation"]
-        figures = {kind: validation[kind] for kind in ("calibrated", "sum_of_parts")}
+        kinds = ("calibrated", "sum_of_parts", "calibrated_for_speed", "calibrated_against_median")
+        figures = {kind: validation[kind] for kind in kinds}
         shown = "; ".join(f"{kind}: within +-10% {values['share_within_10_percent']:.0%}, median |error| "
                           f"{values['median_absolute_error']:.1%}, bias {values['median_signed_error']:+.1%}"
                           for kind, values in figures.items())
         print(f"{space['space']} ({space['clock']} clock): {space['parts']} parts timed in "
-              f"{space['table_build_seconds']:.0f} s, factor {space['interaction_factor']:.3f}; "
+              f"{space['table_build_seconds']:.0f} s, factor {space['interaction_factor']:.3f}, machine speed "
+              f"factor {validation['speed']:.3f}; "
               f"{validation['architectures']} architectures, {shown}")
     print(f"wrote {RESULTS}")
 

@@ -206,7 +206,7 @@ def search(
     latency_table: Annotated[str | None, typer.Option(help="Predict latency from this table ('nasscale "
                                                            "latency-table'); without one, each trial's model is "
                                                            "measured.")] = None,
-    latency_repeats: Annotated[int | None, typer.Option(help="Timed runs per measured latency (median) "
+    latency_repeats: Annotated[int | None, typer.Option(help="Timed runs per measured latency (the fastest counts) "
                                                              "[10].")] = None,
     evaluator: Annotated[str | None, typer.Option(help="training | zero-cost:NAME: score each trial with a "
                                                        "zero-cost proxy (synflow, grad_norm, snip, naswot, "

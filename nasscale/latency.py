@@ -2,7 +2,8 @@
 framework overhead). Used by ``nasscale scale --latency``; a single batch-1 model per call.
 
 ``measure_arch_latency`` builds an architecture and times it (CPU, or CUDA where available) into a
-``LatencyResult``; ``nasscale.latency_table`` predicts the same figure from per-block timings.
+``LatencyResult``; ``time_interleaved`` times many modules in turn, which is how ``nasscale.latency_table`` times
+the parts of a space and the networks it predicts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +78,7 @@ class LatencyResult:
     arch_id: str
     resolution: int
     median_ms: float
+    min_ms: float  # the fastest run: the least disturbed by other jobs, what a latency table predicts
     p10_ms: float
     p90_ms: float
     repeats: int
@@ -108,9 +111,8 @@ def measure_arch_latency(arch: Arch, *, batch_size: int = 1, threads: int = 1, d
     example = random_input(batch_size, arch.in_channels, arch.resolution)
     summary = time_forward(model, example, repeats=repeats, warmup=warmup, threads=threads, device=device,
                            clock=clock)
-    return LatencyResult(arch_id=arch.arch_id, resolution=arch.resolution, median_ms=summary["median_ms"],
-                         p10_ms=summary["p10_ms"], p90_ms=summary["p90_ms"], repeats=repeats, warmup=warmup,
-                         batch_size=batch_size, threads=threads, device=device, clock=clock,
+    return LatencyResult(arch_id=arch.arch_id, resolution=arch.resolution, **summary, repeats=repeats,
+                         warmup=warmup, batch_size=batch_size, threads=threads, device=device, clock=clock,
                          torch_version=torch.__version__, allocator=allocator)
 
 
@@ -137,7 +139,8 @@ def check_timing_options(*, device: str = "cpu", clock: str = "wall", threads: i
 
 def time_forward(model: nn.Module, example: torch.Tensor, *, repeats: int, warmup: int, threads: int,
                  device: str = "cpu", clock: str = "wall") -> dict[str, float]:
-    """Median, 10th and 90th percentile milliseconds of ``model(example)`` in eval mode without gradients.
+    """Median, fastest, 10th and 90th percentile milliseconds of ``model(example)`` in eval mode without
+    gradients, timed ``repeats`` times in a row.
 
     Like ``measure_latency``, with a choice of clock and device; on CUDA each run waits for its kernels, since
     the clock would otherwise stop when they are queued. Threads and the model's mode are restored."""
@@ -162,9 +165,86 @@ def time_forward(model: nn.Module, example: torch.Tensor, *, repeats: int, warmu
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)
+    return summarize(milliseconds)
+
+
+def summarize(milliseconds: Sequence[float]) -> dict[str, float]:
     p10, median, p90 = np.percentile(milliseconds, [10, 50, 90])
-    return {"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90)}
+    return {"median_ms": float(median), "min_ms": float(min(milliseconds)), "p10_ms": float(p10),
+            "p90_ms": float(p90)}
 
 
 def _no_wait() -> None:
     pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Many modules, timed in turn
+#
+# On a machine shared with other jobs (a virtual machine on a busy host) the disturbances come in bursts of
+# seconds: timed back to back, one module's runs can all fall into one burst (the same network's median moved by
+# 20-35% between rounds of 15 runs, measured here). Timing every module once per round, round after round,
+# spreads each module's runs over the whole measurement, so its fastest run is an undisturbed one (the same
+# network's fastest of 20 interleaved runs moved by 1-4%). It also runs each module after a different one, with its
+# weights out of cache as inside a network: a block timed back to back finds them hot and runs 15-30% faster
+# than it does within a network.
+
+MAX_RESIDENT_PARAMETERS = 256_000_000  # modules timed together hold at most this many weights (1 GiB in float32)
+
+Timed = Callable[[], tuple[nn.Module, torch.Tensor]]  # builds a module and its example input
+
+
+def time_interleaved(makers: Sequence[Timed], *, rounds: int, warmup: int = DEFAULT_WARMUP, threads: int = 1,
+                     clock: str = "wall", max_parameters: int = MAX_RESIDENT_PARAMETERS,
+                     on_progress: Callable[[int, int], None] | None = None) -> list[list[float]]:
+    """Milliseconds of ``rounds`` forward passes of each module ``makers`` build (CPU, eval mode, no gradients),
+    in round-robin order: every round runs every module once. Modules are built and timed in groups of at most
+    ``max_parameters`` weights, so a large space does not hold all its networks at once. ``on_progress(done,
+    total)`` counts timed passes, after each round."""
+    check_timing_options(clock=clock, threads=threads, repeats=rounds, warmup=warmup)
+    samples: list[list[float]] = []
+    done, total = 0, len(makers) * rounds
+    for group in _resident_groups(makers, max_parameters):
+        group_samples: list[list[float]] = [[] for _ in group]
+        for _ in _timed_rounds(group, group_samples, rounds=rounds, warmup=warmup, threads=threads, clock=clock):
+            done += len(group)
+            if on_progress is not None:
+                on_progress(done, total)
+        samples.extend(group_samples)
+    return samples
+
+
+def _resident_groups(makers: Sequence[Timed], max_parameters: int) -> Iterator[list[tuple[nn.Module, torch.Tensor]]]:
+    group: list[tuple[nn.Module, torch.Tensor]] = []
+    weights = 0
+    for make in makers:
+        module, example = make()
+        count = sum(parameter.numel() for parameter in module.parameters())
+        if group and weights + count > max_parameters:
+            yield group
+            group, weights = [], 0
+        group.append((module.eval(), example))
+        weights += count
+    if group:
+        yield group
+
+
+def _timed_rounds(group: list[tuple[nn.Module, torch.Tensor]], samples: list[list[float]], *, rounds: int,
+                  warmup: int, threads: int, clock: str) -> Iterator[None]:
+    """Warm every module up, then run them in turn ``rounds`` times, appending to ``samples``; yields per round."""
+    read_clock = time.thread_time if clock == "cpu" else time.perf_counter
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for module, example in group:
+                for _ in range(warmup):
+                    module(example)
+            for _ in range(rounds):
+                for (module, example), timings in zip(group, samples, strict=True):
+                    started = read_clock()
+                    module(example)
+                    timings.append((read_clock() - started) * 1e3)
+                yield
+    finally:
+        torch.set_num_threads(previous_threads)

@@ -8,14 +8,25 @@ stage's first block differs from its repeats (width, stride, residual), so both 
 widths of a stage are the output widths the previous stage can choose; the sizes follow from the resolution
 and the strides alone.
 
-Two corrections turn the sum into a prediction. A whole network pays for its containers (the network, the stage
-sequences), which no part's timing includes: ``overhead_ms`` is measured on the space's empty network (a sampled
-architecture with every timed part replaced by an identity) and added once. And a part timed alone runs with
-its weights and activations hot in cache, while inside a network it finds them evicted by its neighbours: on our
-CPU a network took 5-15% longer than the sum of its parts, roughly in proportion, not as a constant.
-``interaction_factor`` is fitted for that when the table is built, as the median ratio of (measured - overhead)
-to the sum of parts over a few sampled calibration architectures, whose ids the table keeps so that a
-validation can hold them out.
+How the parts are timed decides how well they add up. Each part's entry is its fastest of ``repeats`` runs,
+timed in rounds over all the parts (``nasscale.latency.time_interleaved``): each part then runs after a different
+one, with its weights out of cache as inside a network, and its runs are spread over the whole build, so a burst
+of other jobs on a shared machine spoils one of them, not all. Timed back to back instead (the first version of
+this table), a part ran 15-30% faster than inside a network, and by how much varied with the part, which no single
+factor could correct: 74-82% of mnas networks were predicted within +-10%, against 72-96% now (README).
+
+Two small corrections remain. A whole network pays for its containers (the network, the stage sequences), which
+no part's timing includes: ``overhead_ms`` is measured on the space's empty network (a sampled architecture with
+every timed part replaced by an identity) and added once. And ``interaction_factor``, the median ratio of
+(measured - overhead) to the sum of parts over a few sampled calibration architectures (timed the same way), takes
+up what is left of the difference (0.96-1.07 on mnas); the table keeps their ids so that a validation can hold them out.
+
+A shared machine also changes speed for minutes at a time (another job on the host): the same networks measured a
+few seconds apart differed by up to 35% here. So the table keeps the fastest runs of a few fixed architectures of the
+space, its references, timed with the calibration architectures (``reference_ms``); a validation times them again
+beside its networks, and the median ratio of now to then is the machine's speed factor, reported beside the
+errors: how far the prediction is off once the machine running slower or faster than at calibration is allowed
+for.
 
 Predicting and loading are light (no torch); building the table imports torch.
 """
@@ -55,14 +66,17 @@ from nasscale.space import SearchSpace, StageSpace, build_stage, distinct_values
 
 logger = logging.getLogger(__name__)
 
-TABLE_FORMAT = 1  # bump when keys change, so an old file is rejected rather than silently missing entries
-DEFAULT_TABLE_REPEATS = 15
+# Bump when keys or entries change meaning, so an old file is rejected rather than silently misread. Format 2:
+# entries are the fastest of interleaved runs (format 1: medians of runs back to back).
+TABLE_FORMAT = 2
+DEFAULT_TABLE_REPEATS = 25  # runs of each part and each calibration network
 DEFAULT_TABLE_WARMUP = 3
-DEFAULT_VALIDATION_REPEATS = 15
+DEFAULT_VALIDATION_REPEATS = 25
 TOLERANCE = 0.10  # the share of predictions within +-10% of the measurement
 DEFAULT_CALIBRATION = 40
 CALIBRATION_SEED = 7_919  # a stream of its own: validations sample with small seeds
 OVERHEAD_REPEATS = 200  # the empty network takes microseconds: many repeats for a steady median
+REFERENCES = 5  # architectures timed beside calibration and validation networks: the machine's speed
 MAX_DRAWS_PER_ARCHITECTURE = 100  # a validation resamples calibration architectures; small spaces run out
 DEPTH_FIELD = "num_blocks"  # depth changes how many repeats, not what one costs
 
@@ -117,7 +131,8 @@ def arch_parts(arch: Arch) -> list[str]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LatencyTable:
-    """Median milliseconds of each part of a space, timed alone at one batch size and thread count."""
+    """Milliseconds of each part of a space at one batch size and thread count: the fastest of ``repeats`` runs,
+    interleaved with the other parts' runs."""
 
     space: str
     in_channels: int
@@ -131,14 +146,18 @@ class LatencyTable:
     clock: str  # nasscale.latency.CLOCKS: wall or the thread's cpu time
     torch_version: str
     allocator: str  # nasscale.latency.steady_allocator's mode while timing
-    overhead_ms: float  # the empty network's median: containers a whole network pays once
+    overhead_ms: float  # the empty network's fastest run: containers a whole network pays once
     interaction_factor: float  # network / sum of parts, fitted on the calibration architectures; 1 without
     calibration_arch_ids: tuple[str, ...]
+    # Fixed architectures of the space timed with the calibration ones, and their fastest runs: the machine's speed.
+    reference_arch_ids: tuple[str, ...]
+    reference_ms: tuple[float, ...]
     build_seconds: float
-    entries: dict[str, float] = field(default_factory=dict)  # part key -> median milliseconds
+    entries: dict[str, float] = field(default_factory=dict)  # part key -> fastest milliseconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": TABLE_FORMAT, **asdict(self), "calibration_arch_ids": list(self.calibration_arch_ids)}
+        return {"format": TABLE_FORMAT, **asdict(self), "calibration_arch_ids": list(self.calibration_arch_ids),
+                "reference_arch_ids": list(self.reference_arch_ids), "reference_ms": list(self.reference_ms)}
 
     def save(self, path: str | PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
@@ -167,7 +186,8 @@ def load_latency_table(path: str | PathLike[str]) -> LatencyTable:
         problem = f"missing {', '.join(missing)}" if missing else "entries must map part keys to milliseconds"
         raise LatencyTableError(f"{path}: damaged latency table ({problem}); rebuild it")
     values = {name: data[name] for name in TABLE_FIELDS}
-    values["calibration_arch_ids"] = tuple(values["calibration_arch_ids"])
+    for name in ("calibration_arch_ids", "reference_arch_ids", "reference_ms"):
+        values[name] = tuple(values[name])
     return LatencyTable(**values)
 
 
@@ -176,7 +196,7 @@ def _is_time(value: Any) -> bool:
 
 
 def sum_of_parts(table: LatencyTable, arch: Arch) -> float:
-    """The plain sum of the medians of ``arch``'s parts. A part the table lacks is an error naming it."""
+    """The plain sum of the entries of ``arch``'s parts. A part the table lacks is an error naming it."""
     return sum(_entry(table, key, arch) for key in arch_parts(arch))
 
 
@@ -372,15 +392,16 @@ def build_latency_table(space: SearchSpace, *, in_channels: int, num_classes: in
                         warmup: int = DEFAULT_TABLE_WARMUP, clock: str = "wall",
                         calibration: int = DEFAULT_CALIBRATION,
                         on_progress: Callable[[int, int, str], None] | None = None) -> LatencyTable:
-    """Time every distinct part of ``space`` once (median of ``repeats`` runs after ``warmup``) on the CPU, then
-    fit the interaction factor on ``calibration`` sampled architectures measured whole (0: no fit, factor 1).
+    """Time every distinct part of ``space`` on the CPU (the fastest of ``repeats`` interleaved runs after
+    ``warmup``), then fit the interaction factor on ``calibration`` sampled architectures measured whole (0: no
+    fit, factor 1).
 
     ``resolution`` fixes the input size as ``sample(resolution=...)`` does; otherwise every resolution of the
     space is covered. ``clock`` is ``nasscale.latency.CLOCKS``' wall or cpu (one thread; steadier on a shared
-    machine). ``on_progress(done, total, what)`` runs after each part and each calibration architecture."""
+    machine). ``on_progress(done, total, what)`` counts timed runs, parts then calibration architectures."""
     import torch
 
-    from nasscale.latency import check_timing_options, random_input, steady_allocator, time_forward
+    from nasscale.latency import check_timing_options, random_input, steady_allocator, time_forward, time_interleaved
 
     _check_positive("batch_size", batch_size)
     if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 0:
@@ -389,53 +410,115 @@ def build_latency_table(space: SearchSpace, *, in_channels: int, num_classes: in
     allocator = steady_allocator()
     started = time.perf_counter()
     parts = space_parts(space, in_channels=in_channels, num_classes=num_classes, resolution=resolution)
-    total = len(parts) + calibration
-    logger.info("timing %d distinct parts of space %s", len(parts), space.name)
-    entries: dict[str, float] = {}
-    for done, part in enumerate(parts, start=1):
-        example = random_input(batch_size, part.channels, part.size)
-        timing = time_forward(part.build(), example, repeats=repeats, warmup=warmup, threads=threads, clock=clock)
-        entries[part.key] = timing["median_ms"]
+    total = (len(parts) + max(calibration, REFERENCES)) * repeats
+    logger.info("timing %d distinct parts of space %s, %d runs each", len(parts), space.name, repeats)
+
+    def timed_parts(done: int, count: int) -> None:
         if on_progress is not None:
-            on_progress(done, total, part.key)
+            on_progress(done, total, "parts")
+
+    samples = time_interleaved([_part_maker(part, batch_size) for part in parts], rounds=repeats, warmup=warmup,
+                               threads=threads, clock=clock, on_progress=timed_parts)
+    entries = {part.key: min(runs) for part, runs in zip(parts, samples, strict=True)}
     empty = empty_network(space, in_channels=in_channels, num_classes=num_classes, resolution=resolution)
     overhead = time_forward(empty, random_input(batch_size, in_channels, 1), repeats=OVERHEAD_REPEATS,
-                            warmup=warmup, threads=threads, clock=clock)["median_ms"]
+                            warmup=warmup, threads=threads, clock=clock)["min_ms"]
     table = LatencyTable(space=space.name, in_channels=in_channels, num_classes=num_classes, resolution=resolution,
                          batch_size=batch_size, threads=threads, repeats=repeats, warmup=warmup, device="cpu",
                          clock=clock, torch_version=torch.__version__, allocator=allocator, overhead_ms=overhead,
-                         interaction_factor=1.0, calibration_arch_ids=(), build_seconds=0.0, entries=entries)
-    if calibration:
-        def calibrated(done: int, count: int, what: str) -> None:
-            if on_progress is not None:
-                on_progress(len(parts) + done, total, what)
+                         interaction_factor=1.0, calibration_arch_ids=(), reference_arch_ids=(), reference_ms=(),
+                         build_seconds=0.0, entries=entries)
 
-        table = calibrate(table, space, calibration, on_progress=calibrated)
+    def calibrated(done: int, count: int, what: str) -> None:
+        if on_progress is not None:
+            on_progress(len(parts) * repeats + done, total, what)
+
+    table = calibrate(table, space, calibration, on_progress=calibrated)
     return replace(table, build_seconds=time.perf_counter() - started)
+
+
+def _part_maker(part: Part, batch_size: int) -> Callable[[], Any]:
+    def make() -> Any:
+        from nasscale.latency import random_input
+
+        return part.build(), random_input(batch_size, part.channels, part.size)
+
+    return make
+
+
+def measure_networks(archs: list[Arch], *, batch_size: int, threads: int, repeats: int, warmup: int, clock: str,
+                     on_progress: Callable[[int, int], None] | None = None) -> list[list[float]]:
+    """Every run's milliseconds of each architecture built whole, timed the way the table times its parts."""
+    from nasscale.latency import time_interleaved
+
+    return time_interleaved([_network_maker(arch, batch_size) for arch in archs], rounds=repeats, warmup=warmup,
+                            threads=threads, clock=clock, on_progress=on_progress)
+
+
+def _network_maker(arch: Arch, batch_size: int) -> Callable[[], Any]:
+    def make() -> Any:
+        from nasscale.build import build
+        from nasscale.latency import random_input
+
+        return build(arch), random_input(batch_size, arch.in_channels, arch.resolution)
+
+    return make
+
+
+def reference_archs(space: SearchSpace, *, in_channels: int, num_classes: int, resolution: int | None,
+                    count: int = REFERENCES) -> list[Arch]:
+    """The first ``count`` architectures of the calibration stream: its first ``REFERENCES`` are the table's
+    references, which validations hold out with the calibration architectures."""
+    from nasscale.sampling import RandomChooser, sample
+
+    chooser = RandomChooser(CALIBRATION_SEED)
+    return [sample(space, chooser, in_channels=in_channels, num_classes=num_classes, resolution=resolution)
+            for _ in range(count)]
+
+
+def measure_with_reference(table: LatencyTable, space: SearchSpace, archs: list[Arch], *, repeats: int, warmup: int,
+                           on_progress: Callable[[int, int], None] | None = None) -> tuple[list[list[float]], float]:
+    """``measure_networks`` of ``archs`` with the table's settings and its references timed beside them. Returns
+    the runs and the machine's speed factor: the median over the references of their fastest run now over their
+    fastest at calibration (above 1: the machine is slower now than when the table was built)."""
+    references = reference_archs(space, in_channels=table.in_channels, num_classes=table.num_classes,
+                                 resolution=table.resolution)
+    if tuple(arch.arch_id for arch in references) != table.reference_arch_ids:
+        raise LatencyTableError(f"the latency table's reference architectures are not space {space.name!r}'s any "
+                                "more (the space changed); rebuild the table")
+    samples = measure_networks(archs + references, batch_size=table.batch_size, threads=table.threads,
+                               repeats=repeats, warmup=warmup, clock=table.clock, on_progress=on_progress)
+    ratios = [min(runs) / then for runs, then in zip(samples[len(archs):], table.reference_ms, strict=True)]
+    return samples[:len(archs)], statistics.median(ratios)
 
 
 def calibrate(table: LatencyTable, space: SearchSpace, count: int = DEFAULT_CALIBRATION, *,
               on_progress: Callable[[int, int, str], None] | None = None) -> LatencyTable:
-    """The table with its interaction factor fitted on ``count`` sampled architectures measured whole: the median
-    of (measured - overhead) / sum of parts, robust to the odd run disturbed by another job."""
-    from nasscale.latency import measure_arch_latency
-    from nasscale.sampling import RandomChooser, sample
+    """The table with its interaction factor fitted on ``count`` sampled architectures measured whole (the median of
+    (fastest run - overhead) / sum of parts, robust to the odd architecture whose runs were all disturbed; 1 when
+    ``count`` is 0) and the fastest runs of its references, measured with them (the first architectures of the same
+    sample, so at least ``REFERENCES`` are measured)."""
+    measured_archs = reference_archs(space, in_channels=table.in_channels, num_classes=table.num_classes,
+                                    resolution=table.resolution, count=max(count, REFERENCES))
 
-    chooser = RandomChooser(CALIBRATION_SEED)
-    ratios, arch_ids = [], []
-    for done in range(1, count + 1):
-        arch = sample(space, chooser, in_channels=table.in_channels, num_classes=table.num_classes,
-                      resolution=table.resolution)
-        measured = measure_arch_latency(arch, batch_size=table.batch_size, threads=table.threads,
-                                        repeats=table.repeats, warmup=table.warmup, clock=table.clock)
-        ratios.append((measured.median_ms - table.overhead_ms) / sum_of_parts(table, arch))
-        arch_ids.append(arch.arch_id)
+    def measured(done: int, total: int) -> None:
         if on_progress is not None:
-            on_progress(done, count, f"calibration architecture {arch.arch_id}")
-    factor = statistics.median(ratios)
-    logger.info("interaction factor %.3f from %d architectures (ratios %.3f to %.3f)", factor, count, min(ratios),
-                max(ratios))
-    return replace(table, interaction_factor=factor, calibration_arch_ids=tuple(dict.fromkeys(arch_ids)))
+            on_progress(done, total, "calibration architectures")
+
+    samples = measure_networks(measured_archs, batch_size=table.batch_size, threads=table.threads,
+                               repeats=table.repeats, warmup=table.warmup, clock=table.clock, on_progress=measured)
+    fastest = [min(runs) for runs in samples]
+    archs = measured_archs[:count]
+    ratios = [(run - table.overhead_ms) / sum_of_parts(table, arch)
+              for arch, run in zip(archs, fastest[:count], strict=True)]
+    factor = statistics.median(ratios) if ratios else 1.0
+    if ratios:
+        logger.info("interaction factor %.3f from %d architectures (ratios %.3f to %.3f)", factor, count,
+                    min(ratios), max(ratios))
+    return replace(table, interaction_factor=factor,
+                   calibration_arch_ids=tuple(dict.fromkeys(arch.arch_id for arch in archs)),
+                   reference_arch_ids=tuple(arch.arch_id for arch in measured_archs[:REFERENCES]),
+                   reference_ms=tuple(fastest[:REFERENCES]))
 
 
 def empty_network(space: SearchSpace, *, in_channels: int, num_classes: int, resolution: int | None = None) -> Any:
@@ -466,7 +549,8 @@ def _check_positive(name: str, value: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PredictionRow:
-    """One sampled architecture: predicted (with and without the interaction factor) and measured milliseconds."""
+    """One sampled architecture: predicted (with and without the interaction factor) and measured milliseconds,
+    the fastest of its runs (what the table predicts) and their median."""
 
     arch_id: str
     summary: str
@@ -474,71 +558,84 @@ class PredictionRow:
     uncalibrated_ms: float
     predicted_ms: float
     measured_ms: float
+    measured_median_ms: float
 
-    def relative_error(self, *, calibrated: bool = True) -> float:
-        """(predicted - measured) / measured: positive when the table overestimates."""
-        return (self.predicted_ms if calibrated else self.uncalibrated_ms) / self.measured_ms - 1
+    def relative_error(self, *, calibrated: bool = True, against: str = "fastest", speed: float = 1.0) -> float:
+        """(predicted x speed - measured) / measured: positive when the table overestimates. ``against`` the
+        "fastest" run or the "median" one; ``speed`` the machine's speed factor to allow for (1: none)."""
+        measured = self.measured_median_ms if against == "median" else self.measured_ms
+        return (self.predicted_ms if calibrated else self.uncalibrated_ms) * speed / measured - 1
 
 
 @dataclass(frozen=True, slots=True)
 class PredictorValidation:
+    """Predictions against measurements. The errors are taken as measured, or allowing for the machine's speed
+    factor (``speed``, from the table's references timed beside the networks): how far the parts' sum is off, once
+    the machine running faster or slower than while the table was built is divided out."""
+
     space: str
     seed: int
+    repeats: int
     interaction_factor: float
+    speed: float  # the references' fastest runs now / at calibration (above 1: the machine is slower now)
     rows: tuple[PredictionRow, ...]
     seconds: float
 
-    def share_within_tolerance(self, *, calibrated: bool = True) -> float:
+    def errors(self, *, calibrated: bool = True, against: str = "fastest", for_speed: bool = False) -> list[float]:
+        speed = self.speed if for_speed else 1.0
+        return [row.relative_error(calibrated=calibrated, against=against, speed=speed) for row in self.rows]
+
+    def share_within_tolerance(self, **options: Any) -> float:
         """The share of architectures predicted within +-10% of their measured latency."""
-        errors = [row.relative_error(calibrated=calibrated) for row in self.rows]
+        errors = self.errors(**options)
         return sum(abs(error) <= TOLERANCE for error in errors) / len(errors)
 
-    def median_absolute_error(self, *, calibrated: bool = True) -> float:
-        return statistics.median(abs(row.relative_error(calibrated=calibrated)) for row in self.rows)
+    def median_absolute_error(self, **options: Any) -> float:
+        return statistics.median(abs(error) for error in self.errors(**options))
 
-    def median_signed_error(self, *, calibrated: bool = True) -> float:
+    def median_signed_error(self, **options: Any) -> float:
         """Systematic bias: above zero when the table overestimates the typical architecture."""
-        return statistics.median(row.relative_error(calibrated=calibrated) for row in self.rows)
+        return statistics.median(self.errors(**options))
 
-    def summary(self, *, calibrated: bool = True) -> dict[str, float]:
-        return {"share_within_10_percent": self.share_within_tolerance(calibrated=calibrated),
-                "median_absolute_error": self.median_absolute_error(calibrated=calibrated),
-                "median_signed_error": self.median_signed_error(calibrated=calibrated)}
+    def summary(self, **options: Any) -> dict[str, float]:
+        """``errors``' options: calibrated (True), against ("fastest" or "median") and for_speed (False)."""
+        return {"share_within_10_percent": self.share_within_tolerance(**options),
+                "median_absolute_error": self.median_absolute_error(**options),
+                "median_signed_error": self.median_signed_error(**options)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"space": self.space, "seed": self.seed, "architectures": len(self.rows), "seconds": self.seconds,
-                "interaction_factor": self.interaction_factor, "calibrated": self.summary(calibrated=True),
-                "sum_of_parts": self.summary(calibrated=False),
+        return {"space": self.space, "seed": self.seed, "architectures": len(self.rows), "repeats": self.repeats,
+                "seconds": self.seconds, "interaction_factor": self.interaction_factor, "speed": self.speed,
+                "calibrated": self.summary(), "sum_of_parts": self.summary(calibrated=False),
+                "calibrated_for_speed": self.summary(for_speed=True),
+                "calibrated_against_median": self.summary(against="median"),
                 "rows": [asdict(row) | {"relative_error": row.relative_error()} for row in self.rows]}
 
 
 def validate_predictor(table: LatencyTable, space: SearchSpace, n: int = 50, *, seed: int = 0,
                        repeats: int = DEFAULT_VALIDATION_REPEATS, warmup: int = DEFAULT_TABLE_WARMUP,
-                       on_progress: Callable[[int, int, PredictionRow], None] | None = None) -> PredictorValidation:
+                       on_progress: Callable[[int, int], None] | None = None) -> PredictorValidation:
     """Sample ``n`` architectures of ``space`` (seeded), predict each from the table and measure it end to end
-    with the table's batch size, threads and clock. The table's calibration architectures are held out."""
-    from nasscale.latency import measure_arch_latency
-
+    with the table's batch size, threads and clock, ``repeats`` runs each interleaved as the table's parts were.
+    The table's calibration architectures are held out. ``on_progress(done, total)`` counts timed runs."""
     _check_positive("n", n)
     started = time.perf_counter()
-    rows = []
-    for index, arch in enumerate(_held_out_sample(table, space, n, seed), start=1):
-        measured = measure_arch_latency(arch, batch_size=table.batch_size, threads=table.threads, repeats=repeats,
-                                        warmup=warmup, clock=table.clock)
-        row = PredictionRow(arch.arch_id, summary(arch), len(arch_parts(arch)),
-                            predict_latency(table, arch, calibrated=False), predict_latency(table, arch),
-                            measured.median_ms)
-        rows.append(row)
-        if on_progress is not None:
-            on_progress(index, n, row)
-    return PredictorValidation(space.name, seed, table.interaction_factor, tuple(rows), time.perf_counter() - started)
+    archs = list(_held_out_sample(table, space, n, seed))
+    samples, speed = measure_with_reference(table, space, archs, repeats=repeats, warmup=warmup,
+                                            on_progress=on_progress)
+    rows = tuple(PredictionRow(arch.arch_id, summary(arch), len(arch_parts(arch)),
+                               predict_latency(table, arch, calibrated=False), predict_latency(table, arch),
+                               min(runs), statistics.median(runs))
+                 for arch, runs in zip(archs, samples, strict=True))
+    return PredictorValidation(space.name, seed, repeats, table.interaction_factor, speed, rows,
+                               time.perf_counter() - started)
 
 
 def _held_out_sample(table: LatencyTable, space: SearchSpace, n: int, seed: int) -> Iterator[Arch]:
     from nasscale.sampling import RandomChooser, sample
 
     chooser = RandomChooser(seed)
-    held_out = set(table.calibration_arch_ids)
+    held_out = set(table.calibration_arch_ids) | set(table.reference_arch_ids)
     found = 0
     for _ in range(n * MAX_DRAWS_PER_ARCHITECTURE):
         arch = sample(space, chooser, in_channels=table.in_channels, num_classes=table.num_classes,

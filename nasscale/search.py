@@ -3,7 +3,7 @@ training, or a zero-cost proxy's score) and record everything a study needs to r
 
 The flow per trial: sample(space, chooser) -> Arch -> assess (cost, latency, budget checks) -> [prefilter]
 -> train (or score). An over-budget sample stops at the assessment: with a latency table it is never built;
-without one it is built and timed (batch 1, median of --latency-repeats runs), never trained.
+without one it is built and timed (batch 1, fastest of --latency-repeats runs), never trained.
 
 Latency, when the search needs it (an objective, --max-latency, or the reward's --target-latency), is the
 table's prediction (``latency_source`` "table") or the measurement ("measured"); a table's prediction is
@@ -250,11 +250,12 @@ def assess(arch: Arch, context: SearchContext) -> Candidate:
 
 
 def measured_latency(arch: Arch, config: SearchConfig) -> float:
-    """Median milliseconds of a batch-1 forward pass of the built model with the search's thread count."""
+    """Milliseconds of a batch-1 forward pass of the built model with the search's thread count: the fastest of
+    ``latency_repeats`` runs, the figure other jobs disturb least and the one a latency table predicts."""
     from nasscale.latency import measure_arch_latency
 
     return measure_arch_latency(arch, batch_size=1, threads=config.threads, repeats=config.latency_repeats,
-                                warmup=MEASURE_WARMUP).median_ms
+                                warmup=MEASURE_WARMUP).min_ms
 
 
 # ----------------------------------------------------------------------------------- zero-cost proxies

@@ -44,7 +44,7 @@ class SearchConfig:
     target_macs: int | None = None
     reward_exponent: float = -0.07
     # Latency: milliseconds per batch-1 forward pass, predicted from a table (nasscale latency-table) when one is
-    # given, else measured on the built model (median of latency_repeats runs with `threads` threads).
+    # given, else measured on the built model (fastest of latency_repeats runs with `threads` threads).
     max_latency: float | None = None  # a budget, like max_macs: an over-budget sample is not trained
     target_latency: float | None = None  # T of MnasNet's reward ACC x (LAT / T) ^ reward_exponent
     latency_table: str | None = None

@@ -204,8 +204,8 @@ def test_measure_latency_reports_positive_percentiles_and_restores_state():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
     threads = torch.get_num_threads()
     latency = measure_latency(model, torch.zeros(1, 1, 16, 16), repeats=3, warmup=1, threads=1)
-    assert set(latency) == {"median_ms", "p10_ms", "p90_ms", "repeats", "threads"}
-    assert 0 < latency["p10_ms"] <= latency["median_ms"] <= latency["p90_ms"]
+    assert set(latency) == {"median_ms", "min_ms", "p10_ms", "p90_ms", "repeats", "threads"}
+    assert 0 < latency["min_ms"] <= latency["p10_ms"] <= latency["median_ms"] <= latency["p90_ms"]
     assert (latency["repeats"], latency["threads"]) == (3, 1)
     assert model.training and torch.get_num_threads() == threads
     with pytest.raises(SpecError, match="repeats"):
