@@ -108,7 +108,7 @@ start_ray_node() {  # start_ray_node NAME ARGS...: `ray start --block` in its ow
     log "starting Ray $name node"
     # --block keeps `ray start` in the foreground as the parent of the node's processes, so that ending its
     # process group ends exactly this node (`ray stop` would stop every Ray node of the machine).
-    setsid ray start --block --num-cpus=1 --disable-usage-stats "$@" \
+    RAY_worker_niceness=0 setsid ray start --block --num-cpus=1 --disable-usage-stats "$@" \
         >"$state_dir/ray-$name.log" 2>&1 </dev/null &
     echo $! >"$state_dir/ray-$name.pid"
 }

@@ -70,6 +70,7 @@ STOP_SECONDS = 60.0  # how long interrupted actors get to fail and queue their t
 CONNECT_SECONDS = 5.0
 ACTOR_RESTARTS = 2  # an actor whose node died is restarted (and its loop rerun) this many times
 FORWARDED_VARIABLES = (HEARTBEAT_VARIABLE, GRACE_VARIABLE)
+WORKER_NICENESS_VARIABLE = "RAY_worker_niceness"  # read by the raylet this process starts
 
 
 class SearchWorker:
@@ -120,6 +121,11 @@ def shared_storage_url(url: str) -> str:
 def connect(config: SearchConfig) -> None:
     """Start a local Ray runtime (no address) or join the cluster at ``config.ray_address``."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray starts its workers at nice 15 so that its daemons stay responsive; with every core training, that let
+    # each daemon's or the driver's wake-up preempt a trial at once: trials ran 10-15% slower when two shared the
+    # two cores (benchmarks/workers_throughput.py). A local runtime starts its workers at the driver's priority,
+    # as Ray's own job supervisor does; a cluster takes the setting its nodes were started with (README).
+    os.environ.setdefault(WORKER_NICENESS_VARIABLE, "0")
     import ray
 
     address = config.ray_address
