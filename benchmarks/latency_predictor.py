@@ -39,12 +39,13 @@ def run_space(name: str, *, clock: str, validate: int, seed: int, threads: int, 
     in_channels, num_classes = SHAPES.get(name, DEFAULT_SHAPE)
     started = time.perf_counter()
 
-    shown = [0.0]
+    shown = 0.0
 
     def progress(done: int, total: int, what: str) -> None:
-        if time.perf_counter() - shown[0] > 5 or done == total:
-            shown[0] = time.perf_counter()
-            print(f"  {name} ({clock}): {done}/{total} runs ({what}), {shown[0] - started:.0f} s", file=sys.stderr)
+        nonlocal shown
+        if time.perf_counter() - shown > 5 or done == total:
+            shown = time.perf_counter()
+            print(f"  {name} ({clock}): {done}/{total} runs ({what}), {shown - started:.0f} s", file=sys.stderr)
 
     table = build_latency_table(space, in_channels=in_channels, num_classes=num_classes, threads=threads,
                                 clock=clock, on_progress=progress)

@@ -145,25 +145,14 @@ def time_forward(model: nn.Module, example: torch.Tensor, *, repeats: int, warmu
     Like ``measure_latency``, with a choice of clock and device; on CUDA each run waits for its kernels, since
     the clock would otherwise stop when they are queued. Threads and the model's mode are restored."""
     check_timing_options(device=device, clock=clock, threads=threads, repeats=repeats, warmup=warmup)
-    read_clock = time.thread_time if clock == "cpu" else time.perf_counter
-    synchronize = torch.cuda.synchronize if device == "cuda" else _no_wait
-    previous_threads, was_training = torch.get_num_threads(), model.training
-    torch.set_num_threads(threads)
-    model = model.to(device).eval()
-    example = example.to(device)
-    milliseconds = []
+    was_training = model.training
+    milliseconds: list[float] = []
     try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(example)
-            synchronize()
-            for _ in range(repeats):
-                started = read_clock()
-                model(example)
-                synchronize()
-                milliseconds.append((read_clock() - started) * 1e3)
+        group = [(model.to(device).eval(), example.to(device))]
+        for _ in _timed_rounds(group, [milliseconds], rounds=repeats, warmup=warmup, threads=threads, clock=clock,
+                               device=device):
+            pass
     finally:
-        torch.set_num_threads(previous_threads)
         model.train(was_training)
     return summarize(milliseconds)
 
@@ -182,12 +171,11 @@ def _no_wait() -> None:
 # Many modules, timed in turn
 #
 # On a machine shared with other jobs (a virtual machine on a busy host) the disturbances come in bursts of
-# seconds: timed back to back, one module's runs can all fall into one burst (the same network's median moved by
-# 20-35% between rounds of 15 runs, measured here). Timing every module once per round, round after round,
-# spreads each module's runs over the whole measurement, so its fastest run is an undisturbed one (the same
-# network's fastest of 20 interleaved runs moved by 1-4%). It also runs each module after a different one, with its
-# weights out of cache as inside a network: a block timed back to back finds them hot and runs 15-30% faster
-# than it does within a network.
+# seconds: timed back to back, one module's runs can all fall into one burst (the same network's median of 15-30
+# runs in a row moved by 6-35% between five measurements a few seconds apart, measured here). Timing every module
+# once per round, round after round, spreads each module's runs over the whole measurement, so its fastest run is
+# an undisturbed one. It also runs each module after a different one, with its weights out of cache as inside a
+# network: a block timed back to back finds them hot and runs 15-30% faster than it does within a network.
 
 MAX_RESIDENT_PARAMETERS = 256_000_000  # modules timed together hold at most this many weights (1 GiB in float32)
 
@@ -199,9 +187,10 @@ def time_interleaved(makers: Sequence[Timed], *, rounds: int, warmup: int = DEFA
                      on_progress: Callable[[int, int], None] | None = None) -> list[list[float]]:
     """Milliseconds of ``rounds`` forward passes of each module ``makers`` build (CPU, eval mode, no gradients),
     in round-robin order: every round runs every module once. Modules are built and timed in groups of at most
-    ``max_parameters`` weights, so a large space does not hold all its networks at once. ``on_progress(done,
-    total)`` counts timed passes, after each round."""
+    ``max_parameters`` weights, so a large space does not hold all its networks at once. Sets up
+    ``steady_allocator`` first. ``on_progress(done, total)`` counts timed passes, after each round."""
     check_timing_options(clock=clock, threads=threads, repeats=rounds, warmup=warmup)
+    steady_allocator()
     samples: list[list[float]] = []
     done, total = 0, len(makers) * rounds
     for group in _resident_groups(makers, max_parameters):
@@ -230,9 +219,11 @@ def _resident_groups(makers: Sequence[Timed], max_parameters: int) -> Iterator[l
 
 
 def _timed_rounds(group: list[tuple[nn.Module, torch.Tensor]], samples: list[list[float]], *, rounds: int,
-                  warmup: int, threads: int, clock: str) -> Iterator[None]:
-    """Warm every module up, then run them in turn ``rounds`` times, appending to ``samples``; yields per round."""
+                  warmup: int, threads: int, clock: str, device: str = "cpu") -> Iterator[None]:
+    """Warm every module up, then run them in turn ``rounds`` times, appending to ``samples``; yields per round.
+    The one timing loop: a group of one is ``time_forward``'s runs in a row."""
     read_clock = time.thread_time if clock == "cpu" else time.perf_counter
+    synchronize = torch.cuda.synchronize if device == "cuda" else _no_wait
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -240,10 +231,12 @@ def _timed_rounds(group: list[tuple[nn.Module, torch.Tensor]], samples: list[lis
             for module, example in group:
                 for _ in range(warmup):
                     module(example)
+            synchronize()
             for _ in range(rounds):
                 for (module, example), timings in zip(group, samples, strict=True):
                     started = read_clock()
                     module(example)
+                    synchronize()
                     timings.append((read_clock() - started) * 1e3)
                 yield
     finally:

@@ -563,7 +563,7 @@ class PredictionRow:
     def relative_error(self, *, calibrated: bool = True, against: str = "fastest", speed: float = 1.0) -> float:
         """(predicted x speed - measured) / measured: positive when the table overestimates. ``against`` the
         "fastest" run or the "median" one; ``speed`` the machine's speed factor to allow for (1: none)."""
-        measured = self.measured_median_ms if against == "median" else self.measured_ms
+        measured = {"fastest": self.measured_ms, "median": self.measured_median_ms}[against]
         return (self.predicted_ms if calibrated else self.uncalibrated_ms) * speed / measured - 1
 
 
