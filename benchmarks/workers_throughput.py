@@ -15,9 +15,9 @@ the whole command is reported beside it. Each setting runs ``--repeats`` times; 
 target is >= 1.7x with 2 workers on a 2-core machine. Training times are wall times on whatever else the
 machine runs, so a shared machine lowers the ratio: run it on an idle machine. The load averages before
 and after each run are recorded, and 1- and 2-worker runs alternate so that a change of load hits both.
-Reproduce with (about 25 minutes on 2 idle cores)
+The README's figures (about 15 minutes on 2 idle cores; the defaults, 1-second ``tiny`` trials, about 8):
 
-    python benchmarks/workers_throughput.py
+    python benchmarks/workers_throughput.py --paths optuna-sqlite,ray --space mnas --epochs 1 --trials 12
 
 ``--smoke`` checks the script end to end in about 2 minutes (4 one-epoch trials per run, one repeat) and
 writes its JSON to a temporary file, not to benchmarks/results/.

@@ -122,9 +122,10 @@ def connect(config: SearchConfig) -> None:
     """Start a local Ray runtime (no address) or join the cluster at ``config.ray_address``."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray starts its workers at nice 15 so that its daemons stay responsive; with every core training, that let
-    # each daemon's or the driver's wake-up preempt a trial at once: trials ran 10-15% slower when two shared the
-    # two cores (benchmarks/workers_throughput.py). A local runtime starts its workers at the driver's priority,
-    # as Ray's own job supervisor does; a cluster takes the setting its nodes were started with (README).
+    # each daemon's or the driver's wake-up preempt a trial at once: with two sharing the two cores, Ray trials ran
+    # 13% slower than alone, Optuna workers' 3% (benchmarks/results/workers_throughput_before_niceness_fix.json).
+    # A local runtime starts its workers at the driver's priority, as Ray's own job supervisor does; a cluster
+    # takes the setting its nodes were started with (README).
     os.environ.setdefault(WORKER_NICENESS_VARIABLE, "0")
     import ray
 
