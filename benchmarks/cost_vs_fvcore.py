@@ -24,14 +24,15 @@ from pathlib import Path
 
 import torch
 
-from nasscale import cost as cost_model
-from nasscale import geometry
-from nasscale.arch import Arch
-from nasscale.build import build
-from nasscale.cost import cost
-from nasscale.measure import count_parameters, example_input, fvcore_macs
-from nasscale.presets import PRESETS
-from nasscale.testing import random_arch
+from nasscale.models.build import build
+from nasscale.models.counts import count_parameters, example_input, fvcore_macs
+from nasscale.presets.registry import PRESETS
+from nasscale.spec import arch as arch_module
+from nasscale.spec import channels, geometry
+from nasscale.spec import cost as cost_model
+from nasscale.spec.arch import Arch
+from nasscale.spec.cost import cost
+from nasscale.spec.random_arch import random_arch
 
 RESULTS = Path(__file__).parent / "results" / "cost_vs_fvcore.json"
 LARGE = {"efficientnet_b6", "efficientnet_b7", "efficientnetv2_l", "convnext_large"}
@@ -43,7 +44,8 @@ ANALYTIC_RUNS = 5
 def memoised_functions() -> list[str]:
     """Cost-model functions with a cache (functools.lru_cache and the like): timing repeated calls of those on
     one Arch would time cache hits."""
-    return [f"{module.__name__}.{name}" for module in (cost_model, geometry) for name, value in vars(module).items()
+    modules = (cost_model, geometry, channels, arch_module)
+    return [f"{module.__name__}.{name}" for module in modules for name, value in vars(module).items()
             if hasattr(value, "cache_clear")]
 
 

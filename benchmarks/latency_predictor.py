@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from nasscale.latency_table import build_latency_table, validate_predictor
-from nasscale.space import load_space
+from nasscale.evaluate.latency_calibration import build_latency_table, validate_predictor
+from nasscale.space.parsing import load_space
 
 RESULTS = Path(__file__).parent / "results" / "latency_predictor.json"
 # Input channels and classes per space: ImageNet-shaped for the published spaces, digits-shaped for tiny.

@@ -32,7 +32,7 @@ from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
 
-from nasscale.pareto import hypervolume_2d, hypervolume_over_trials, pareto_front
+from nasscale.search.pareto import hypervolume_2d, hypervolume_over_trials, pareto_front
 
 RESULTS = Path(__file__).parent / "results" / "sampler_hypervolume.json"
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -41,7 +41,7 @@ REFERENCE = (0.0, 1.0)
 
 
 def make_config(options: argparse.Namespace, sampler: str, seed: int, folder: str):
-    from nasscale.study import SearchConfig
+    from nasscale.search.config import SearchConfig
 
     return SearchConfig(space=options.space, data=options.data, study=f"{sampler}-seed{seed}",
                         storage=f"sqlite:///{Path(folder) / f'{sampler}-seed{seed}.db'}", trials=options.trials,
@@ -52,8 +52,9 @@ def make_config(options: argparse.Namespace, sampler: str, seed: int, folder: st
 
 def run_one(options: argparse.Namespace, sampler: str, seed: int, folder: str) -> dict:
     """One search; returns its evaluated trials' (accuracy, MACs) in trial order, and its timings."""
-    from nasscale.backends.optuna_backend import is_evaluated, run_search
-    from nasscale.search import ATTR_ACCURACY, ATTR_MACS, ATTR_TIMINGS
+    from nasscale.search.backends.optuna_backend import run_search
+    from nasscale.search.record import ATTR_ACCURACY, ATTR_MACS, ATTR_TIMINGS
+    from nasscale.search.trials import is_evaluated
 
     config = make_config(options, sampler, seed, folder)
     started = time.perf_counter()
@@ -92,8 +93,9 @@ def describe(values: list[float]) -> dict[str, float | None]:
 
 def space_bounds(options: argparse.Namespace) -> tuple[int, int, int, int]:
     """(in_channels, num_classes, min MACs, max MACs) of the space for this data."""
-    from nasscale.data import load_splits
-    from nasscale.space import load_space, mac_range
+    from nasscale.evaluate.data import load_splits
+    from nasscale.space.extent import mac_range
+    from nasscale.space.parsing import load_space
 
     train, _ = load_splits(options.data, max_train_samples=10, max_validation_samples=10)
     smallest, largest = mac_range(load_space(options.space), in_channels=train.in_channels,

@@ -22,17 +22,15 @@ import statistics
 import time
 from pathlib import Path
 
-from nasscale.arch import Arch, BlockType, Stage
-from nasscale.cost import cost
-from nasscale.presets import efficientnet_b0
-from nasscale.scaling import (
-    EFFICIENTNET_COMPOUND,
-    efficientnet_ladder_comparison,
-    efficientnetv2_comparison,
-    scale_arch,
-    scale_ladder,
-    solve_coefficients,
-)
+from nasscale.presets.efficientnet import efficientnet_b0
+from nasscale.scale.allocation import efficientnetv2_comparison
+from nasscale.scale.ladder import efficientnet_ladder_comparison, scale_ladder
+from nasscale.scale.solver import EFFICIENTNET_COMPOUND, solve_coefficients
+from nasscale.spec.arch import Arch
+from nasscale.spec.cost import cost
+from nasscale.spec.rescaling import scale_arch
+from nasscale.spec.stage import Stage
+from nasscale.spec.vocabulary import BlockType
 from nasscale.units import format_count
 
 RESULTS = Path(__file__).parent / "results" / "scaling_solver.json"
@@ -140,8 +138,8 @@ def digits_base() -> Arch:
 
 def evaluated_grid(count: int) -> dict:
     """The analytic grid, then ``count`` distinct candidates trained as ``nasscale scale --study`` trains them."""
-    from nasscale.cli_scale import ProxyEvaluator, distinct_candidates, evaluate_candidates
-    from nasscale.study import SearchConfig
+    from nasscale.scale.pipeline import ProxyEvaluator, distinct_candidates, evaluate_candidates
+    from nasscale.search.config import SearchConfig
 
     base = digits_base()
     start = time.perf_counter()

@@ -41,11 +41,11 @@ from pathlib import Path
 import optuna
 import torch
 
-from nasscale.backends.optuna_backend import is_evaluated, make_sampler, make_storage, run_search
-from nasscale.cost import cost
-from nasscale.data import load_splits
-from nasscale.sampling import OptunaChooser, RandomChooser, sample
-from nasscale.search import (
+from nasscale.evaluate.data import load_splits
+from nasscale.search.backends.optuna_backend import run_search
+from nasscale.search.config import SearchConfig
+from nasscale.search.objective import SilentProgress, architecture_attributes
+from nasscale.search.record import (
     ATTR_ACCURACY,
     ATTR_ARCH_ID,
     ATTR_HISTORY,
@@ -53,11 +53,13 @@ from nasscale.search import (
     ATTR_SEED,
     ATTR_TIMINGS,
     ATTR_TRAINED,
-    SilentProgress,
-    architecture_attributes,
 )
-from nasscale.space import load_space
-from nasscale.study import SearchConfig
+from nasscale.search.samplers import make_sampler
+from nasscale.search.storage import make_storage
+from nasscale.search.trials import is_evaluated
+from nasscale.space.parsing import load_space
+from nasscale.space.sampling import OptunaChooser, RandomChooser, sample
+from nasscale.spec.cost import cost
 
 RESULTS = Path(__file__).parent / "results" / "search_overhead.json"
 TARGET = 0.02

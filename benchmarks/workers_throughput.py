@@ -40,7 +40,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from nasscale.backends.optuna_backend import ATTR_FINISHED_AT, ATTR_STARTED_AT, is_evaluated, make_storage
+from nasscale.search.record import ATTR_FINISHED_AT, ATTR_STARTED_AT
+from nasscale.search.storage import make_storage
+from nasscale.search.trials import is_evaluated
 
 RESULTS = Path(__file__).parent / "results" / "workers_throughput.json"
 SMOKE_RESULTS = Path(tempfile.gettempdir()) / "nasscale-workers_throughput.smoke.json"
@@ -135,7 +137,7 @@ def measure(path: str, options: argparse.Namespace) -> dict:
 # search's ratio divided by this one is what the toolkit itself leaves on the table.
 CEILING_WORKLOAD = """
 import time, torch
-from nasscale.build import build
+from nasscale.models.build import build
 from nasscale.presets import preset_arch
 torch.set_num_threads(1)
 torch.manual_seed(0)

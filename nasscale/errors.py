@@ -53,3 +53,9 @@ class SpaceError(NasscaleError, ValueError):
 class InterchangeError(NasscaleError, ValueError):
     """Another library's architecture format (timm's block strings) holds something the spec cannot express, or
     a stage holds something the format cannot; the message names the string or the stage and what it is."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none: for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

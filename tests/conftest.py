@@ -1,7 +1,9 @@
 import pytest
 
-from nasscale.arch import Arch, BlockType, Stage
-from nasscale.testing import random_arch  # noqa: F401  (re-exported for the tests)
+from nasscale.spec.arch import Arch
+from nasscale.spec.random_arch import random_arch  # noqa: F401  (re-exported for the tests)
+from nasscale.spec.stage import Stage
+from nasscale.spec.vocabulary import BlockType
 
 
 @pytest.fixture

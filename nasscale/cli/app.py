@@ -1,0 +1,120 @@
+"""The ``nasscale`` application: the command table, the global ``--debug`` flag and the entry point.
+
+Each command module of this package defines plain functions; this module registers them, in the order
+``nasscale --help`` lists them, so the command table is in one place. ``main`` turns every error into one
+line on stderr and exit status 2 (``--debug`` shows the traceback instead) and Ctrl-C or SIGTERM into 130.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from nasscale.cli import architecture, distributed, hardware, interchange, report, scale, search, train
+from nasscale.errors import NasscaleError
+
+app = typer.Typer(
+    help="Neural architecture search and compound scaling for CNNs.\n\n"
+    "MACs are multiply-adds of convolutions and linear layers at batch 1: the number the "
+    "EfficientNet, MnasNet and ConvNeXt papers and torchvision call FLOPs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,  # help texts show defaults as [mnas]; rich markup would swallow the brackets
+)
+state = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    context: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    state["debug"] = debug
+    if context.invoked_subcommand in STUDY_COMMANDS:
+        # Importing optuna costs 0.3 s that --help and the analytic commands do not need.
+        from nasscale.search.storage import quiet_optuna
+
+        quiet_optuna()
+
+
+# ------------------------------------------------------------------------------------------ command table
+
+# (name, function, whether it opens Optuna studies)
+COMMANDS = (
+    ("presets", architecture.presets, False),
+    ("cost", architecture.cost, False),
+    ("spaces", architecture.spaces, False),
+    ("sample", architecture.sample, False),
+    ("search", search.search, True),
+    ("best", search.best, True),
+    ("export", search.export, True),
+    ("train", train.train, False),
+    ("scale", scale.scale, True),
+    ("report", report.report, True),
+    ("dashboard", report.dashboard, True),
+    ("rerun", distributed.rerun, True),
+    ("latency", hardware.latency, False),
+    ("latency-table", hardware.latency_table, False),
+    ("proxies", hardware.proxies, False),
+    ("timm", interchange.timm, False),
+    ("from-timm", interchange.from_timm, False),
+)
+for name, command, _ in COMMANDS:
+    app.command(name=name)(command)
+STUDY_COMMANDS = frozenset(name for name, _, opens_studies in COMMANDS if opens_studies)
+
+
+# ------------------------------------------------------------------------------------------- entry point
+
+
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+
+
+def _stop_on_signal(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _install_stop_signals() -> None:
+    """SIGINT and SIGTERM stop the command the way Ctrl-C does: the running trial is marked failed and
+    every finished one is already stored. Set explicitly, because a process started in the background by
+    a shell inherits SIGINT ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_on_signal)
+        signal.signal(signal.SIGTERM, _stop_on_signal)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if argv is None:  # only as the console script: in-process callers (tests) keep their own handlers
+        _install_stop_signals()
+    try:
+        status = app(args=args, prog_name="nasscale", standalone_mode=False)
+        if status == INTERRUPTED:  # Typer turns Ctrl-C into this return value when not standalone
+            raise KeyboardInterrupt
+        if isinstance(status, int) and status:
+            sys.exit(status)
+    except click.exceptions.Exit as exit_request:
+        sys.exit(exit_request.exit_code)
+    except click.ClickException as usage_error:
+        usage_error.show()
+        sys.exit(usage_error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("nasscale: interrupted; finished trials are kept, run the same command to resume", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except NasscaleError as error:
+        if state["debug"]:
+            raise
+        for line in str(error).splitlines():  # a space file can have several problems, one line each
+            print(f"nasscale: error: {line}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

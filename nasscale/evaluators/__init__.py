@@ -1,1 +1,0 @@
-"""Ways to score an architecture: proxy training, zero-cost proxies."""

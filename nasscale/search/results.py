@@ -1,0 +1,105 @@
+"""Reading a study back: trials as a table, the Pareto front, one trial's architecture.
+
+The study is the single record of a search, so everything here works from the storage alone,
+whichever backend ran it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import optuna
+
+from nasscale.errors import UnknownNameError
+from nasscale.search.record import (
+    ATTR_ACCURACY,
+    ATTR_ARCH,
+    ATTR_ARCH_ID,
+    ATTR_EVALUATOR,
+    ATTR_FAIL_REASON,
+    ATTR_INFEASIBLE,
+    ATTR_LATENCY,
+    ATTR_LATENCY_SOURCE,
+    ATTR_MACS,
+    ATTR_PARAMS,
+    ATTR_SUMMARY,
+    ATTR_TIMINGS,
+)
+from nasscale.search.storage import make_storage
+from nasscale.spec.arch import Arch
+from nasscale.spec.serialization import from_dict
+
+# accuracy: validation accuracy after proxy training, or the zero-cost score that `evaluator` names (then a
+# table heads it "score (NAME)", see study.accuracy_label). latency_ms: predicted from a table or measured, as
+# latency_source says; absent when the search did not need it.
+TABLE_COLUMNS = ["trial", "state", "accuracy", "macs", "params", "latency_ms", "value", "arch_id", "summary",
+                 "train_seconds", "note", "evaluator", "latency_source"]
+
+
+def open_study(name: str, storage_url: str) -> optuna.Study:
+    storage = make_storage(storage_url)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        listing = ", ".join(sorted(names)) if names else "none"
+        raise UnknownNameError(f"study {name!r} not found in {storage_url} (studies there: {listing}); "
+                               "check --study and --storage")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    note = attrs.get(ATTR_INFEASIBLE) or attrs.get(ATTR_FAIL_REASON) or ""
+    if trial.state is optuna.trial.TrialState.PRUNED and not note:
+        note = "pruned"
+    return {
+        "trial": trial.number,
+        "state": trial.state.name.lower(),
+        "accuracy": attrs.get(ATTR_ACCURACY),
+        "macs": attrs.get(ATTR_MACS),
+        "params": attrs.get(ATTR_PARAMS),
+        "latency_ms": attrs.get(ATTR_LATENCY),
+        "value": trial.values[0] if trial.values and len(trial.values) == 1 else None,
+        "arch_id": attrs.get(ATTR_ARCH_ID),
+        "summary": attrs.get(ATTR_SUMMARY),
+        "train_seconds": attrs.get(ATTR_TIMINGS, {}).get("train_seconds"),
+        "note": note,
+        "evaluator": attrs.get(ATTR_EVALUATOR),
+        "latency_source": attrs.get(ATTR_LATENCY_SOURCE),
+    }
+
+
+def trials_frame(study: optuna.Study):
+    import pandas
+
+    rows = [trial_row(trial) for trial in study.get_trials(deepcopy=False)]
+    return pandas.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def best_trials(study: optuna.Study, *, top: int = 10) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto-optimal trials of a multi-objective study (by accuracy), or the top trials by value."""
+    if len(study.directions) > 1:
+        front = study.best_trials
+        return sorted(front, key=lambda trial: -(trial.user_attrs.get(ATTR_ACCURACY) or 0.0))
+    complete = [trial for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    maximize = study.direction is optuna.study.StudyDirection.MAXIMIZE
+    # A complete trial of a single-objective study has its value.
+    return sorted(complete, key=lambda trial: cast(float, trial.value), reverse=maximize)[:top]
+
+
+def best_frame(study: optuna.Study, *, top: int = 10):
+    import pandas
+
+    return pandas.DataFrame([trial_row(trial) for trial in best_trials(study, top=top)], columns=TABLE_COLUMNS)
+
+
+def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise UnknownNameError(f"study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
+    return trials[number]
+
+
+def trial_arch(trial: optuna.trial.FrozenTrial) -> Arch:
+    if ATTR_ARCH not in trial.user_attrs:
+        raise UnknownNameError(f"trial {trial.number} recorded no architecture (state {trial.state.name.lower()})")
+    return from_dict(trial.user_attrs[ATTR_ARCH], source=f"trial {trial.number}")

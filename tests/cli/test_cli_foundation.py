@@ -1,0 +1,79 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nasscale.cli.app import main
+from nasscale.presets.efficientnet import efficientnet_b0
+from nasscale.spec.serialization import to_yaml
+
+
+def run_cli(capsys, *args):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_request:
+        code = exit_request.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cost_json_check_reports_all_four_counts(capsys):
+    code, out, _ = run_cli(capsys, "cost", "efficientnet_b0", "--json", "--check")
+    report = json.loads(out)
+    assert code == 0
+    assert report["params"] == report["params_built"] == 5_288_548
+    assert report["macs"] == report["macs_fvcore"] == report["macs_torch"] == 385_814_752
+    assert report["counts_agree"] is True
+
+
+def test_cost_table_with_overrides_and_a_file(capsys, tmp_path):
+    path = tmp_path / "b0.yaml"
+    path.write_text(to_yaml(efficientnet_b0()))
+    code, out, _ = run_cli(capsys, "cost", str(path), "--resolution", "64", "--in-channels", "1",
+                           "--num-classes", "10")
+    assert code == 0 and "64x64, 1 in, 10 classes" in out and "total" in out
+    code, out, _ = run_cli(capsys, "cost", str(path), "--json", "--resolution", "64")
+    assert json.loads(out)["resolution"] == 64
+
+
+def test_presets_json_lists_every_preset_matching(capsys):
+    code, out, _ = run_cli(capsys, "presets", "--json")
+    rows = json.loads(out)
+    from nasscale.presets.registry import PRESETS
+
+    assert code == 0 and len(rows) == len(PRESETS) >= 42
+    assert all(row["matches_reference"] for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["cost", "resnet9"], "nasscale: error: unknown preset 'resnet9'"),
+        (["cost", "missing.yaml"], "nasscale: error: missing.yaml: no such architecture file"),
+        (["cost", "efficientnet_b0", "--resolution", "0"], "nasscale: error: resolution: must be at least 1, got 0"),
+        (["cost", "convnext_tiny", "--resolution", "3"], "nasscale: error: resolution: 3 is too small"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, expected):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.startswith(expected) and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_bad_spec_file_names_the_field(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(to_yaml(efficientnet_b0()).replace("stride: 2", "stride: 3", 1))
+    code, _, err = run_cli(capsys, "cost", str(path))
+    assert code == 2 and f"{path}: stages[1].stride: must be 1 or 2, got 3" in err
+
+
+def test_console_script_debug_shows_traceback():
+    plain = subprocess.run([sys.executable, "-m", "nasscale.cli", "cost", "nope"], capture_output=True, text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "nasscale.cli", "--debug", "cost", "nope"], capture_output=True,
+                           text=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
