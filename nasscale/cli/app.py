@@ -10,11 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
-from nasscale.cli import architecture, distributed, hardware, interchange, report, scale, search, train
-from nasscale.errors import NasscaleError
+from nasscale.cli import architecture, bench, distributed, hardware, interchange, report, scale, search, train
+from nasscale.errors import NasscaleError, first_line
 
 app = typer.Typer(
     help="Neural architecture search and compound scaling for CNNs.\n\n"
@@ -63,8 +62,14 @@ COMMANDS = (
     ("timm", interchange.timm, False),
     ("from-timm", interchange.from_timm, False),
 )
+# (name, sub-application): commands with sub-commands, ``nasscale bench build``
+GROUPS = (
+    ("bench", bench.app),
+)
 for name, command, _ in COMMANDS:
     app.command(name=name)(command)
+for name, group in GROUPS:
+    app.add_typer(group, name=name)
 STUDY_COMMANDS = frozenset(name for name, _, opens_studies in COMMANDS if opens_studies)
 
 
@@ -90,6 +95,14 @@ def _install_stop_signals() -> None:
         signal.signal(signal.SIGTERM, _stop_on_signal)
 
 
+# Typer 0.29 bundles its own click (typer._click) whose exceptions are not click's, and older releases raise
+# click's: the classes are read from what this typer raises, so both work.
+USAGE_ERROR: type[Exception] = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+# Plain "nasscale": the help, as no_args_is_help promises (an empty tuple, which catches nothing, before click 8.2).
+NO_ARGUMENTS: type[Exception] | tuple[()] = getattr(sys.modules[USAGE_ERROR.__module__], "NoArgsIsHelpError", ())
+USAGE_STATUS = 2  # every error, nasscale's own and the parser's
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if argv is None:  # only as the console script: in-process callers (tests) keep their own handlers
@@ -100,20 +113,34 @@ def main(argv: list[str] | None = None) -> None:
             raise KeyboardInterrupt
         if isinstance(status, int) and status:
             sys.exit(status)
-    except click.exceptions.Exit as exit_request:
+    except typer.Exit as exit_request:
         sys.exit(exit_request.exit_code)
-    except click.ClickException as usage_error:
-        usage_error.show()
-        sys.exit(usage_error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except NO_ARGUMENTS as help_request:
+        print(getattr(help_request, "format_message", help_request.__str__)())
+        sys.exit(USAGE_STATUS)
+    except (typer.Abort, KeyboardInterrupt):
         print("nasscale: interrupted; finished trials are kept, run the same command to resume", file=sys.stderr)
         sys.exit(INTERRUPTED)
-    except NasscaleError as error:
+    except (NasscaleError, USAGE_ERROR, OSError) as error:
         if state["debug"]:
             raise
-        for line in str(error).splitlines():  # a space file can have several problems, one line each
+        for line in error_lines(error):
             print(f"nasscale: error: {line}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE_STATUS)
+
+
+def error_lines(error: Exception) -> list[str]:
+    """What the user reads: nasscale's message (a space file may have several problems, one line each), the
+    parser's with the command and where its help is, or the file and the system's reason."""
+    if isinstance(error, NasscaleError):
+        return str(error).splitlines()
+    if isinstance(error, OSError):  # a file a command was asked to read or write
+        where = f"{error.filename}: " if error.filename else ""
+        return [f"{where}{error.strerror or first_line(error)}; check the path"]
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "nasscale"
+    message = getattr(error, "format_message", error.__str__)().strip().splitlines()[0].rstrip(".")
+    return [f"{command}: {message}; see '{command} --help'"]
 
 
 if __name__ == "__main__":
