@@ -1,4 +1,8 @@
-"""Errors that reach the user as one line: where, what was received, how to fix."""
+"""Errors that reach the user as one line: where, what was received, how to fix; and the one reading of a user's
+text file, so that a bad file is such an error too."""
+
+import os
+from pathlib import Path
 
 
 class NasscaleError(Exception):
@@ -59,3 +63,20 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message, or its type's name when it has none: for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_text_file(path: str | os.PathLike[str], *, what: str, hint: str = "check the path") -> str:
+    """A user's text file (a config, space, architecture or table) as UTF-8 text. A missing, unreadable or binary
+    file, or a folder, is one ``SpecError`` naming the file, what was expected and how to fix it."""
+    source = str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        problem = f"is not UTF-8 text (byte {error.start}); save the {what} as UTF-8"
+    except (FileNotFoundError, NotADirectoryError):
+        problem = f"no such {what}; {hint}"
+    except IsADirectoryError:
+        problem = f"is a folder where the {what} should be; {hint}"
+    except OSError as error:  # permission denied, an I/O error
+        problem = f"cannot read the {what}: {error.strerror or first_line(error)}"
+    raise SpecError("", problem, source=source)

@@ -44,7 +44,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from nasscale.errors import NasscaleError
+from nasscale.errors import NasscaleError, read_text_file
 from nasscale.space.domains import distinct_integer_values, distinct_values
 from nasscale.space.model import SearchSpace, StageSpace, build_stage
 from nasscale.spec.arch import (
@@ -165,13 +165,11 @@ TABLE_FIELDS = tuple(LatencyTable.__dataclass_fields__)
 
 def load_latency_table(path: str | PathLike[str]) -> LatencyTable:
     """Read a table written by ``LatencyTable.save``; a missing or damaged file is one clear line."""
-    file = Path(path)
-    if not file.is_file():
-        raise LatencyTableError(f"{path}: no such latency table; build one with "
-                                "'nasscale latency-table --space NAME --out FILE'")
+    text = read_text_file(path, what="latency table", hint="build one with 'nasscale latency-table --space NAME "
+                          "--out FILE'")
     try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
         raise LatencyTableError(f"{path}: not a latency table (invalid JSON: {error}); rebuild it") from None
     if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
         found = data.get("format") if isinstance(data, dict) else None

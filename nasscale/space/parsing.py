@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import nasscale
-from nasscale.errors import SpaceError, SpecError, UnknownNameError
+from nasscale.errors import SpaceError, SpecError, UnknownNameError, read_text_file
 from nasscale.space.domains import (
     FORM_KEYS,
     FORM_REQUIRED,
@@ -364,10 +364,11 @@ def load_space(name_or_path: str | PathLike[str]) -> SearchSpace:
     """A built-in space by name ("mnas") or a space from a .yaml file."""
     text = str(name_or_path).strip()
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
-        path = Path(text)
-        if not path.is_file():
-            raise SpaceError([f"{text}: no such search-space file"])
-        return space_from_yaml(path.read_text(), source=text)
+        try:
+            content = read_text_file(text, what="search-space file")
+        except SpecError as error:
+            raise SpaceError([str(error)]) from None
+        return space_from_yaml(content, source=text)
     key = text.lower().replace("-", "_")
     names = builtin_space_names()
     if key not in names:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, cast
 
-from nasscale.errors import SpecError
+from nasscale.errors import SpecError, read_text_file
 from nasscale.spec.arch import (
     ARCH_FIELDS,
     Arch,
@@ -152,12 +152,7 @@ def from_yaml(text: str, *, source: str | None = None) -> Arch:
 def load_arch_file(path: str) -> Arch:
     """Read an architecture from a .json/.yaml file. A file written by ``nasscale sample --json`` or
     ``export`` may wrap it as ``{"arch": {...}, ...}``; that wrapper is accepted too."""
-    from pathlib import Path
-
-    file = Path(path)
-    if not file.is_file():
-        raise SpecError("", "no such architecture file", source=str(path))
-    text = file.read_text()
+    text = read_text_file(path, what="architecture file")
     import yaml  # a superset of JSON, so one parser serves both
 
     try:
