@@ -61,10 +61,19 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL, with heartbeats; ``journal:PATH`` selects the journal file storage."""
+URL_FORMS = "sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DATABASE or journal:FILE"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def make_storage(url: str, *, for_search: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL, with heartbeats; ``journal:PATH`` selects the journal file storage. Search
+    workers (``for_search``) take turns creating a new database's tables; readers take no lock, so they leave no
+    lock file beside the database."""
     interval, grace = heartbeat_settings()
+    if not url.startswith("journal:"):
+        parsed_url(url)
     require_folder(url)
+    require_database_file(url)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -77,7 +86,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 60}}  # workers wait for the lock instead of failing
         elif url.startswith("postgresql"):
             engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        with schema_lock(url, engine_kwargs):
+        with schema_lock(url, engine_kwargs) if for_search else contextlib.nullcontext():
             return optuna.storages.RDBStorage(database_url(url), engine_kwargs=engine_kwargs,
                                               heartbeat_interval=interval, grace_period=grace,
                                               heartbeat_stale_trial_callback=retry_stale_trial)
@@ -96,6 +105,16 @@ def require_folder(url: str) -> None:
     if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(os.path.expanduser(path)))):
         raise SearchError(f"storage {url!r}: the folder {os.path.dirname(path) or '.'} does not exist; create it "
                           "or fix the path")
+
+
+def require_database_file(url: str) -> None:
+    """A file given as SQLite storage by mistake (a text file) would be reported as "file is not a database"."""
+    path = sqlite_path(url)
+    if path is None or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb") as file:
+        if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise SearchError(f"storage {url!r}: {path} is not a SQLite database; check --storage")
 
 
 def database_url(url: str) -> str:
@@ -128,13 +147,21 @@ def schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
         engine.dispose()
 
 
+def parsed_url(url: str) -> Any:
+    """SQLAlchemy's reading of a database URL, or one line naming the forms it takes."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SearchError(f"storage {url!r} is not a storage URL; write {URL_FORMS}") from None
+
+
 def sqlite_path(url: str) -> str | None:
     """The database file of a sqlite URL; None for other URLs and in-memory databases."""
     if not url.startswith("sqlite"):
         return None
-    import sqlalchemy
-
-    database = sqlalchemy.engine.make_url(url).database
+    database = parsed_url(url).database
     return database if database and database != ":memory:" else None
 
 
