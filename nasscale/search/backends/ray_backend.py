@@ -52,6 +52,7 @@ from nasscale.search.backends.optuna_backend import open_or_create_study, run_wo
 from nasscale.search.config import CONFIG_FIELDS, SearchConfig
 from nasscale.search.objective import Progress, SearchError, SilentProgress, prepare_context
 from nasscale.search.record import ATTR_SKIPPED
+from nasscale.search.resume import fail_stale_trials
 from nasscale.search.storage import GRACE_VARIABLE, HEARTBEAT_VARIABLE, make_storage, quiet_optuna
 from nasscale.search.trials import Ledger, is_evaluated
 
@@ -277,8 +278,8 @@ def run_search(config: SearchConfig, *, progress: Progress | None = None) -> opt
     if config.latency_table is not None:  # actors run in other folders
         config = dataclasses.replace(config, latency_table=str(Path(config.latency_table).expanduser().resolve()))
 
-    prepare_context(config)  # a missing dataset or an impossible budget is one line before Ray starts
-    storage = make_storage(config.storage)
+    context = prepare_context(config)  # a missing dataset or an impossible budget is one line before Ray starts
+    storage = make_storage(config.storage, for_search=True)
     finished = finished_study(config, storage)
     if finished is not None:
         return finished
@@ -287,7 +288,7 @@ def run_search(config: SearchConfig, *, progress: Progress | None = None) -> opt
 
     try:
         require_room(config)
-        study = open_or_create_study(config, storage)
+        study = open_or_create_study(config, storage, context.space)
         actors = start_workers(config)
         runs = [actor.run.remote(config.to_dict()) for actor in actors]
         try:
@@ -306,7 +307,7 @@ def finished_study(config: SearchConfig, storage: optuna.storages.BaseStorage) -
     if config.study_name not in names:
         return None
     study = optuna.load_study(study_name=config.study_name, storage=storage)
-    optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study)
     return study if Ledger.read(study).evaluated >= config.trials else None
 
 
