@@ -208,6 +208,13 @@ def scale(
     the study alone; --record-study NAME stores them on study NAME instead. Nothing is recorded or written until
     everything is computed.
     """
+    if base is None and study is None:
+        from nasscale.search.results import sole_study  # optuna: only when a study is read
+
+        study = sole_study(storage)
+        if not as_json:
+            error_console.print(f"no --base or --study: scaling the best trial of study {study!r}, the only one in "
+                                f"{storage}", highlight=False, soft_wrap=True)
     overrides = {"data": data, "epochs": epochs, "proxy_resolution": proxy_resolution,
                  "max_train_samples": max_train_samples, "seed": seed, "threads": threads}
     # The pipeline reads studies (optuna) and trains (torch): imported here, so --help loads neither.

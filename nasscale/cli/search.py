@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from nasscale.cli.output import JsonFlag, StorageOption, StudyOption, console, error_console, print_json
+from nasscale.errors import NasscaleError, SpecError
 from nasscale.search.backends import get_backend
 from nasscale.search.config import DEFAULT_STORAGE, accuracy_label, load_config_file, make_config
 from nasscale.spec.serialization import to_yaml
@@ -79,7 +80,7 @@ def search(
     Running the same command again resumes the same study. Ctrl-C stops cleanly; finished trials are kept.
     Several processes (or --backend ray) on one --storage share the study and its --trials total.
     """
-    from nasscale.search.results import best_frame, trials_frame  # optuna and pandas: not for --help
+    from nasscale.search.results import best_frame, failure_summary, trials_frame  # optuna, pandas: not for --help
 
     overrides = {"space": space, "data": data, "trials": trials, "timeout": timeout, "epochs": epochs,
                  "objectives": objectives, "max_macs": max_macs, "max_params": max_params, "sampler": sampler,
@@ -95,6 +96,9 @@ def search(
     run_search = get_backend(search_config.backend)
     with SearchProgressDisplay(search_config, quiet=as_json) as progress:
         result = run_search(search_config, progress=progress)
+    failed = failure_summary(result)
+    if failed is not None:
+        raise NasscaleError(failed)
     front = best_frame(result)
     all_trials = trials_frame(result)
     if as_json:
@@ -118,18 +122,18 @@ def print_trials_table(frame, *, title: str) -> None:
     what it holds (a zero-cost study's score)."""
     evaluators = frame["evaluator"].dropna()
     show_latency = frame["latency_ms"].notna().any()
+    show_value = frame["value"].notna().any()  # a single objective's value (a reward); none on a Pareto front
     columns = ["trial", accuracy_label(evaluators.iloc[0] if len(evaluators) else None), "MACs", "params",
-               *(["latency ms", "from"] if show_latency else []), "value", "architecture"]
+               *(["latency ms", "from"] if show_latency else []), *(["value"] if show_value else []), "architecture"]
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="left" if column in ("architecture", "from") else "right")
-    show_value = frame["value"].notna().any()
     for row in frame.itertuples():
         latency = [_milliseconds(row.latency_ms), row.latency_source or ""] if show_latency else []
+        value = [f"{row.value:.4f}" if row.value == row.value else ""] if show_value else []
         table.add_row(str(row.trial), "" if row.accuracy is None else f"{row.accuracy:.4f}",
                       format_count(row.macs) if row.macs else "", format_count(row.params) if row.params else "",
-                      *latency,
-                      f"{row.value:.4f}" if show_value and row.value == row.value else "", row.summary or "")
+                      *latency, *value, row.summary or "")
     console.print(table)
 
 
@@ -211,12 +215,18 @@ def best(study: StudyOption, storage: StorageOption = DEFAULT_STORAGE, top: Anno
 
 def export(study: StudyOption, trial: Annotated[int, typer.Option(help="Trial number.")],
            out: Annotated[Path, typer.Option(help="Folder to write arch.yaml and trial.json into.")],
-           storage: StorageOption = DEFAULT_STORAGE) -> None:
+           storage: StorageOption = DEFAULT_STORAGE,
+           allow_untrained: Annotated[bool, typer.Option("--allow-untrained", help="Export a trial without a result "
+                                                         "(over budget, skipped, failed) too.")] = False) -> None:
     """Write a trial's architecture file (and its recorded metrics) to a folder."""
     # optuna: imported where needed, so this module loads without it
-    from nasscale.search.results import get_trial, open_study, trial_arch
+    from nasscale.search.results import get_trial, open_study, require_result, trial_arch
 
+    if out.exists() and not out.is_dir():
+        raise SpecError("--out", f"{out} is a file; give a folder to write arch.yaml and trial.json into")
     frozen = get_trial(open_study(study, storage), trial)
+    if not allow_untrained:
+        require_result(frozen)
     arch = trial_arch(frozen)
     out.mkdir(parents=True, exist_ok=True)
     (out / "arch.yaml").write_text(to_yaml(arch))

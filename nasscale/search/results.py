@@ -6,11 +6,12 @@ whichever backend ran it.
 
 from __future__ import annotations
 
+import collections
 from typing import Any, cast
 
 import optuna
 
-from nasscale.errors import UnknownNameError
+from nasscale.errors import SpecError, UnknownNameError
 from nasscale.search.record import (
     ATTR_ACCURACY,
     ATTR_ARCH,
@@ -25,7 +26,7 @@ from nasscale.search.record import (
     ATTR_SUMMARY,
     ATTR_TIMINGS,
 )
-from nasscale.search.storage import make_storage
+from nasscale.search.storage import make_storage, require_existing_storage
 from nasscale.spec.arch import Arch
 from nasscale.spec.serialization import from_dict
 
@@ -44,6 +45,22 @@ def open_study(name: str, storage_url: str) -> optuna.Study:
         raise UnknownNameError(f"study {name!r} not found in {storage_url} (studies there: {listing}); "
                                "check --study and --storage")
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def sole_study(storage_url: str) -> str:
+    """The one study of a storage, for a command given none; else one line listing them, or how to start one."""
+    try:
+        require_existing_storage(storage_url)  # a missing file holds no study: it is not created to find that out
+        names = sorted(summary.study_name for summary in optuna.get_all_study_summaries(make_storage(storage_url)))
+    except UnknownNameError:
+        names = []
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UnknownNameError(f"no study in {storage_url} to take the baseline from; give --base PRESET_OR_FILE, or "
+                               "start a search first ('nasscale search --space tiny --trials 8')")
+    raise UnknownNameError(f"{len(names)} studies in {storage_url} ({', '.join(names)}); pick one with --study NAME, "
+                           "or give --base PRESET_OR_FILE")
 
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -92,11 +109,32 @@ def best_frame(study: optuna.Study, *, top: int = 10):
     return pandas.DataFrame([trial_row(trial) for trial in best_trials(study, top=top)], columns=TABLE_COLUMNS)
 
 
+def failure_summary(study: optuna.Study) -> str | None:
+    """None once a trial has completed; else one line: no trial has, and the most common reason."""
+    finished = [trial for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()]
+    if not finished or any(trial.state is optuna.trial.TrialState.COMPLETE for trial in finished):
+        return None
+    reasons = collections.Counter(trial_row(trial)["note"] or trial.state.name.lower() for trial in finished)
+    reason, count = reasons.most_common(1)[0]
+    return (f"study {study.study_name!r}: every one of its {len(finished)} trials failed or was pruned; the most "
+            f"common reason ({count} of them): {reason}")
+
+
 def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     trials = study.get_trials(deepcopy=False)
     if not 0 <= number < len(trials):
         raise UnknownNameError(f"study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
     return trials[number]
+
+
+def require_result(trial: optuna.trial.FrozenTrial) -> None:
+    """A trial to export has a result: one pruned over budget (or skipped, or failed) was never trained."""
+    if trial.state is optuna.trial.TrialState.COMPLETE:
+        return
+    state, note = trial.state.name.lower(), trial_row(trial)["note"]
+    detail = f": {note}" if note and note != state else ""
+    raise SpecError("--trial", f"trial {trial.number} has no result ({state}{detail}); pick a completed one "
+                               "('nasscale best'), or add --allow-untrained to export it anyway")
 
 
 def trial_arch(trial: optuna.trial.FrozenTrial) -> Arch:
