@@ -44,7 +44,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from nasscale.errors import NasscaleError, read_text_file
+from nasscale.errors import NasscaleError, SpecError, read_text_file
 from nasscale.space.domains import distinct_integer_values, distinct_values
 from nasscale.space.model import SearchSpace, StageSpace, build_stage
 from nasscale.spec.arch import (
@@ -165,8 +165,11 @@ TABLE_FIELDS = tuple(LatencyTable.__dataclass_fields__)
 
 def load_latency_table(path: str | PathLike[str]) -> LatencyTable:
     """Read a table written by ``LatencyTable.save``; a missing or damaged file is one clear line."""
-    text = read_text_file(path, what="latency table", hint="build one with 'nasscale latency-table --space NAME "
-                          "--out FILE'")
+    try:
+        text = read_text_file(path, what="latency table", hint="build one with 'nasscale latency-table --space "
+                              "NAME --out FILE'")
+    except SpecError as error:  # the table's own error type, as every other problem with it
+        raise LatencyTableError(str(error)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
