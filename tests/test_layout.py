@@ -100,19 +100,13 @@ def load_time_libraries() -> dict[str, set[str]]:
                 edges[module].add(parent)
             parent = parent.rpartition(".")[0]
     loaded: dict[str, set[str]] = {}
-
-    def visit(module: str, seen: set[str]) -> set[str]:
-        if module in loaded:
-            return loaded[module]
-        seen.add(module)
-        result = set(LIBRARIES[module])
-        for target in edges[module] - seen:
-            result |= visit(target, seen)
-        loaded[module] = result
-        return result
-
-    for module in MODULES:
-        visit(module, set())
+    for module in MODULES:  # a walk per module: package edges make cycles, so no memo of partial results
+        reached, frontier = {module}, [module]
+        while frontier:
+            for target in edges[frontier.pop()] - reached:
+                reached.add(target)
+                frontier.append(target)
+        loaded[module] = set().union(*(LIBRARIES[member] for member in reached))
     return loaded
 
 
