@@ -16,12 +16,23 @@ hypervolume after half the budget (24 trials) is reported too, from the same run
 
 A bigger run, e.g. ``--space mnas --trials 100 --epochs 3 --max-train-samples 10000 --jobs 8``, reproduces
 the comparison at scale; ``--jobs`` runs that many searches side by side (each with 1 torch thread).
+
+With ``--evaluator bench:FILE`` every trial is answered from a benchmark table (``nasscale bench build``)
+instead of trained, so the comparison runs over many seeds in minutes, at equal compute (each trial is charged
+the seconds its training took when the table was built). Each (sampler, seed) runs the real search up to the
+largest of ``--budgets`` evaluations, in a journal file; the hypervolume and the share of the table's true
+Pareto front found are read after each budget, and reported as means with 95% confidence intervals over
+seeds, and as differences against random search paired by seed:
+
+    python benchmarks/sampler_hypervolume.py --evaluator bench:benchmarks/tables/tiny-fashion-mnist.bench \
+        --space tiny --data fashion-mnist --seeds 50 --budgets 25,50,100,200 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -35,6 +46,7 @@ from pathlib import Path
 from nasscale.search.pareto import hypervolume_2d, hypervolume_over_trials, pareto_front
 
 RESULTS = Path(__file__).parent / "results" / "sampler_hypervolume.json"
+TABULAR_RESULTS = Path(__file__).parent / "results" / "sampler_hypervolume_table.json"
 SAMPLERS = ("nsga2", "tpe", "random")
 DIRECTIONS = ("maximize", "minimize")  # accuracy, MACs / max MACs
 REFERENCE = (0.0, 1.0)
@@ -116,8 +128,15 @@ def main() -> None:
     parser.add_argument("--proxy-resolution", type=int, default=16)
     parser.add_argument("--population-size", type=int, default=6, help="NSGA-II generation size")
     parser.add_argument("--jobs", type=int, default=1, help="searches run side by side")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help=f"[{RESULTS.name}, or "
+                        f"{TABULAR_RESULTS.name} with a table]")
+    parser.add_argument("--evaluator", default="training", help="training, or bench:FILE to answer from a table")
+    parser.add_argument("--budgets", default="25,50,100,200", help="with a table: evaluations to report at")
     options = parser.parse_args()
+    if options.evaluator.startswith("bench:"):
+        compare_on_table(options)
+        return
+    options.output = options.output or RESULTS
     samplers = [name.strip() for name in options.samplers.split(",") if name.strip()]
 
     wall_started = time.perf_counter()
@@ -216,6 +235,136 @@ def versions() -> dict[str, str]:
     import torch
 
     return {"optuna": optuna.__version__, "torch": torch.__version__}
+
+
+# ------------------------------------------------------------------------------------ on a benchmark table
+
+
+def tabular_config(options: argparse.Namespace, sampler: str, seed: int, folder: str, trials: int):
+    from nasscale.search.config import SearchConfig
+
+    return SearchConfig(space=options.space, data=options.data, study=f"{sampler}-seed{seed}",
+                        storage=f"journal:{Path(folder) / f'{sampler}-seed{seed}.journal'}", trials=trials,
+                        sampler=sampler, population_size=options.population_size, seed=seed, epochs=options.epochs,
+                        max_train_samples=options.max_train_samples, evaluator=options.evaluator, threads=1)
+
+
+def run_tabular(options: argparse.Namespace, sampler: str, seed: int, folder: str, trials: int) -> dict:
+    """One real search answered from the table: its evaluated trials in order, as (arch_id, accuracy, MACs,
+    charged training seconds), or None for a trial that did not complete."""
+    from nasscale.search.backends.optuna_backend import run_search
+    from nasscale.search.record import ATTR_ACCURACY, ATTR_ARCH_ID, ATTR_MACS, ATTR_TIMINGS
+    from nasscale.search.trials import is_evaluated
+
+    started = time.perf_counter()
+    study = run_search(tabular_config(options, sampler, seed, folder, trials))
+    evaluated = [trial for trial in study.get_trials(deepcopy=False) if is_evaluated(trial)]
+    points = [(trial.user_attrs[ATTR_ARCH_ID], trial.user_attrs[ATTR_ACCURACY], trial.user_attrs[ATTR_MACS],
+               trial.user_attrs[ATTR_TIMINGS]["train_seconds"]) if trial.state.name == "COMPLETE" else None
+              for trial in evaluated]
+    return {"sampler": sampler, "seed": seed, "points": points, "wall_seconds": time.perf_counter() - started}
+
+
+def score_tabular(run: dict, budgets: list[int], max_macs: int, true_front: set[str]) -> dict:
+    """Hypervolume, share of the true front found, distinct architectures and charged compute after each budget."""
+    scores = {}
+    for budget in budgets:
+        seen = [point for point in run["points"][:budget] if point is not None]
+        normalised = [(accuracy, macs / max_macs) for _, accuracy, macs, _ in seen]
+        scores[str(budget)] = {
+            "hypervolume": hypervolume_2d(normalised, DIRECTIONS, REFERENCE) if normalised else 0.0,
+            "front_found": len({arch_id for arch_id, *_ in seen} & true_front) / len(true_front),
+            "distinct": len({arch_id for arch_id, *_ in seen}),
+            "compute_seconds": sum(seconds for *_, seconds in seen)}
+    return {"sampler": run["sampler"], "seed": run["seed"], "wall_seconds": run["wall_seconds"],
+            "evaluations": len(run["points"]), "by_budget": scores}
+
+
+def confidence_interval(values: list[float]) -> dict[str, float]:
+    """Mean and the half-width of its two-sided 95% Student-t interval."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return {"mean": mean, "ci95": math.nan, "n": len(values)}
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return {"mean": mean, "ci95": half, "n": len(values)}
+
+
+def summarise_tabular(scored: list[dict], samplers: list[str], budgets: list[int]) -> dict:
+    by = {(run["sampler"], run["seed"]): run for run in scored}
+    seeds = sorted({run["seed"] for run in scored})
+    summary: dict = {}
+    for sampler in samplers:
+        summary[sampler] = {}
+        for budget in map(str, budgets):
+            runs = [by[(sampler, seed)]["by_budget"][budget] for seed in seeds]
+            row = {key: confidence_interval([run[key] for run in runs])
+                   for key in ("hypervolume", "front_found", "distinct", "compute_seconds")}
+            if sampler != "random" and "random" in samplers:
+                row["hypervolume_minus_random"] = confidence_interval(
+                    [by[(sampler, seed)]["by_budget"][budget]["hypervolume"]
+                     - by[("random", seed)]["by_budget"][budget]["hypervolume"] for seed in seeds])
+            summary[sampler][budget] = row
+    return summary
+
+
+def compare_on_table(options: argparse.Namespace) -> None:
+    from nasscale.evaluate.benchmark_table import load_table
+    from nasscale.search.benchmark_info import true_front
+
+    started = time.perf_counter()
+    table_path = options.evaluator.removeprefix("bench:")
+    table = load_table(table_path)
+    budgets = sorted({int(part) for part in options.budgets.split(",") if part.strip()})
+    samplers = [name.strip() for name in options.samplers.split(",") if name.strip()]
+    front, best_hypervolume = true_front(table)
+    front_ids = {row.arch_id for row in front}
+    max_macs = max(row.macs for row in table.rows.values())
+    options.max_train_samples = table.meta["recipe"]["max_train_samples"]
+    print(f"samplers on {table_path}: {len(table.rows)} architectures of {table.meta['space']} at "
+          f"{table.meta['resolution']} px on {table.meta['data']}, true front {len(front)} architectures, "
+          f"hypervolume {best_hypervolume:.4f}; {options.seeds} seeds, budgets {budgets}, epochs {options.epochs}",
+          flush=True)
+    jobs = [(sampler, seed) for seed in range(options.seeds) for sampler in samplers]
+    scored = []
+    with tempfile.TemporaryDirectory(prefix="nasscale-tabular-") as folder:
+        arguments = [(options, sampler, seed, folder, max(budgets)) for sampler, seed in jobs]
+        if options.jobs > 1:
+            with ProcessPoolExecutor(options.jobs, mp_context=get_context("spawn")) as pool:
+                runs = pool.map(run_tabular, *zip(*arguments, strict=True))
+                scored = [score_tabular(run, budgets, max_macs, front_ids) for run in runs]
+        else:
+            scored = [score_tabular(run_tabular(*item), budgets, max_macs, front_ids) for item in arguments]
+    summary = summarise_tabular(scored, samplers, budgets)
+    wall_seconds = time.perf_counter() - started
+    print(f"\n{'sampler':8s} {'budget':>6s} {'hypervolume (95% CI)':>22s} {'minus random':>18s} "
+          f"{'true front found':>17s} {'distinct':>8s}")
+    for sampler, rows in summary.items():
+        for budget, row in rows.items():
+            difference = row.get("hypervolume_minus_random")
+            print(f"{sampler:8s} {budget:>6s} {row['hypervolume']['mean']:>13.4f} ± {row['hypervolume']['ci95']:.4f}"
+                  f" {'' if difference is None else format(difference['mean'], '+.4f'):>10s}"
+                  f"{'' if difference is None else ' ± ' + format(difference['ci95'], '.4f'):>8s}"
+                  f" {row['front_found']['mean']:>10.1%} ± {row['front_found']['ci95']:.1%}"
+                  f" {row['distinct']['mean']:>8.1f}")
+    print(f"true front hypervolume {best_hypervolume:.4f}; wall {wall_seconds:.0f} s")
+    output = options.output or TABULAR_RESULTS
+    output.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"table": table_path, "table_meta": {key: table.meta[key] for key in ("space", "data", "resolution",
+                                                                                      "recipe", "architectures")},
+                "samplers": samplers, "seeds": options.seeds, "budgets": budgets, "epochs": options.epochs,
+                "population_size": options.population_size, "jobs": options.jobs,
+                "true_front": sorted(front_ids), "true_front_hypervolume": best_hypervolume,
+                "hypervolume": "points (validation accuracy, MACs / largest MACs in the table), reference (0, 1)",
+                "command": f"python benchmarks/sampler_hypervolume.py --evaluator {options.evaluator} --space "
+                           f"{options.space} --data {options.data} --seeds {options.seeds} --budgets "
+                           f"{','.join(map(str, budgets))} --epochs {options.epochs} --population-size "
+                           f"{options.population_size} --jobs {options.jobs}",
+                "date": datetime.now().isoformat(timespec="seconds"), **versions()}
+    output.write_text(json.dumps({"settings": settings, "summary": summary, "wall_seconds": wall_seconds,
+                                  "runs": scored}, indent=2))
+    print(f"saved {output}")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def digits_base() -> Arch:
 
 def evaluated_grid(count: int) -> dict:
     """The analytic grid, then ``count`` distinct candidates trained as ``nasscale scale --study`` trains them."""
-    from nasscale.scale.pipeline import ProxyEvaluator, distinct_candidates, evaluate_candidates
+    from nasscale.scale.evaluation import ProxyEvaluator, distinct_candidates, evaluate_candidates
     from nasscale.search.config import SearchConfig
 
     base = digits_base()

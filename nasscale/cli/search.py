@@ -51,15 +51,25 @@ def search(
                                                              "[10].")] = None,
     evaluator: Annotated[str | None, typer.Option(help="training | zero-cost:NAME: score each trial with a "
                                                        "zero-cost proxy (synflow, grad_norm, snip, naswot, "
-                                                       "jacob_cov, params, macs) instead of training "
+                                                       "jacob_cov, params, macs) instead of training | "
+                                                       "bench:FILE: answer from a 'nasscale bench' table "
                                                        "[training].")] = None,
     prefilter: Annotated[str | None, typer.Option(help="NAME:K: score K candidates per trial with zero-cost proxy "
                                                        "NAME and train only the best, e.g. naswot:8.")] = None,
     w: Annotated[float | None, typer.Option("--w", help="Exponent w of the MnasNet reward [-0.07].")] = None,
     storage: Annotated[str | None, typer.Option(help=f"Optuna storage URL [{DEFAULT_STORAGE}].")] = None,
     study: Annotated[str | None, typer.Option(help="Study name [<space>-<data>].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the sampler, the split and the training [0].")] = None,
-    proxy_resolution: Annotated[int | None, typer.Option(help="Training image size [32].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the sampler and the training [0].")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Deployment resolution: every architecture is trained, "
+                                                        "validated and costed at it, the space's resolutions "
+                                                        "mapped in proportion [the data's native size].")] = None,
+    proxy_resolution: Annotated[int | None, typer.Option(help="Fidelity: train the largest architecture at this "
+                                                              "size, smaller ones in proportion (MACs stay counted "
+                                                              "at the deployment resolution) [no proxy].")] = None,
+    validation_fraction: Annotated[float | None, typer.Option(help="Share of the training data held out to "
+                                                                   "choose on [0.1].")] = None,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the validation and held-out test split [0].")]
+    = None,
     batch_size: Annotated[int | None, typer.Option(help="Proxy training batch size [64].")] = None,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on at most this many images.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads per trial [1].")] = None,
@@ -85,7 +95,8 @@ def search(
     overrides = {"space": space, "data": data, "trials": trials, "timeout": timeout, "epochs": epochs,
                  "objectives": objectives, "max_macs": max_macs, "max_params": max_params, "sampler": sampler,
                  "reward": reward, "target_macs": target_macs, "reward_exponent": w, "storage": storage,
-                 "study": study, "seed": seed, "proxy_resolution": proxy_resolution, "batch_size": batch_size,
+                 "study": study, "seed": seed, "resolution": resolution, "proxy_resolution": proxy_resolution,
+                 "validation_fraction": validation_fraction, "split_seed": split_seed, "batch_size": batch_size,
                  "max_train_samples": max_train_samples, "threads": threads, "device": device, "backend": backend,
                  "ray_address": ray_address, "workers": workers, "cpus_per_trial": cpus_per_trial,
                  "gpus_per_trial": gpus_per_trial, "max_latency": max_latency, "target_latency": target_latency,
@@ -131,7 +142,7 @@ def print_trials_table(frame, *, title: str) -> None:
     for row in frame.itertuples():
         latency = [_milliseconds(row.latency_ms), row.latency_source or ""] if show_latency else []
         value = [f"{row.value:.4f}" if row.value == row.value else ""] if show_value else []
-        table.add_row(str(row.trial), "" if row.accuracy is None else f"{row.accuracy:.4f}",
+        table.add_row(str(row.trial), "" if row.val_accuracy is None else f"{row.val_accuracy:.4f}",
                       format_count(row.macs) if row.macs else "", format_count(row.params) if row.params else "",
                       *latency, *value, row.summary or "")
     console.print(table)

@@ -17,10 +17,13 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder for weights.pt, model.onnx, arch.yaml, metrics.json.")],
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | imagefolder:DIR | cifar10:DIR")] = "digits",
     epochs: Annotated[int, typer.Option(min=1)] = 10,
-    resolution: Annotated[int | None, typer.Option(help="Training image size [the data's own].")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Deployment resolution: trained, tested and costed at "
+                                                         "this size [the architecture's own].")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = RECIPE_DEFAULTS.batch_size,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = RECIPE_DEFAULTS.learning_rate,
     seed: int = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the validation (and held-out test) split; use the "
+                                                 "study's to keep its test set unseen.")] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 1,
     max_train_samples: int | None = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N.")] = "cpu",
@@ -38,9 +41,12 @@ def train(
             error_console.print(f"epoch {record.epoch}/{epochs}: loss {record.train_loss:.4f}, "
                                 f"validation accuracy {record.validation_accuracy:.4f}", highlight=False)
 
-    metrics = train_and_save(resolve_arch(arch), data, out, settings=settings, seed=seed, on_epoch=on_epoch)
+    metrics = train_and_save(resolve_arch(arch), data, out, settings=settings, split_seed=split_seed,
+                             on_epoch=on_epoch)
     if as_json:
         print_json(metrics)
         return
-    console.print(f"validation accuracy {metrics['validation_accuracy']:.4f}; wrote "
+    console.print(f"validation accuracy {metrics['validation_accuracy']:.4f}, test accuracy "
+                  f"{metrics['test_accuracy']:.4f} ({metrics['test_images']} test images, read once) at "
+                  f"{metrics['input_resolution']} px; wrote "
                   + ", ".join(str(out / name) for name in metrics["files"]), highlight=False)

@@ -8,9 +8,12 @@ A source is named by a short string, the CLI's ``--data``:
 - ``imagefolder:DIR``: one sub-folder of images per class, read with Pillow;
 - ``cifar10:DIR``: the CIFAR-10 binary batches.
 
-Fashion-MNIST and CIFAR-10 have an official test set, and ``load_splits`` uses it as the validation set,
-as the papers do. The others have none: ``load_splits`` cuts a stratified, seeded share off with
-``split_dataset``.
+The protocol (NAS-Bench-201's and NNI's): search and scaling choose on a **validation split carved from the
+training data** (``load_splits``: stratified, fixed by ``split_seed``, ``validation_fraction`` of it); the
+**test set is read only by final evaluation** (``load_test_set``). Fashion-MNIST and CIFAR-10 have an official
+test set; the others have none, and a stratified, seeded ``test_fraction`` of them is held out as the test
+set first, so the same images are test images whatever the validation fraction. ``split_record`` says which
+is which, for the study to record.
 
 Light module: numpy only. scikit-learn and Pillow are imported by the loaders that need them, torch never.
 """
@@ -26,11 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from nasscale.errors import DataError
+from nasscale.evaluate.settings import DEFAULT_TEST_FRACTION, DEFAULT_VALIDATION_FRACTION
 
 KINDS = ("digits", "fashion-mnist", "imagefolder", "cifar10")
 SOURCE_FORMS = "digits, fashion-mnist[:DIR], imagefolder:DIR, cifar10:DIR"
 SPLITS = ("all", "train", "test")
 OFFICIAL_SPLIT_KINDS = frozenset({"fashion-mnist", "cifar10"})
+
+PROTOCOL = "validation carved from the training data; test read only by final evaluation"
+SMALLEST_NATIVE_RESOLUTION = 16
+UPSAMPLED_RESOLUTION = 32
+# Independent random streams of one split seed: the held-out test set, then validation out of the rest.
+TEST_STREAM, VALIDATION_STREAM = 1, 2
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {  # split -> (images, labels), without the .gz
@@ -131,28 +141,119 @@ def load_dataset(source: DataSource | str, *, split: str = "all", max_samples: i
         return subsample_dataset(_load_digits(), max_samples, seed=seed)
     if source.kind == "imagefolder":
         return _load_imagefolder(Path(source.path or ""), max_samples=max_samples, seed=seed, image_size=image_size)
-    if source.kind == "fashion-mnist":
-        images, labels = _fashion_mnist_arrays(Path(source.path or FASHION_MNIST_DIR), split)
-        return _from_bytes("fashion-mnist", images, labels, FASHION_MNIST_CLASSES, max_samples, seed)
-    if source.kind == "cifar10":
-        images, labels = _cifar10_arrays(Path(source.path or ""), split)
-        return _from_bytes("cifar10", images, labels, CIFAR10_CLASSES, max_samples, seed)
+    if source.kind in OFFICIAL_SPLIT_KINDS:
+        images, labels, class_names = _official_arrays(source, split)
+        return _from_bytes(source.kind, images, labels, class_names, max_samples, seed)
     raise DataError(f"unknown data source kind {source.kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def load_splits(source: DataSource | str, *, validation_fraction: float = 0.2, seed: int = 0,
+def _official_arrays(source: DataSource, split: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """uint8 images, labels and class names of one split of a source with an official train/test split."""
+    if source.kind == "fashion-mnist":
+        images, labels = _fashion_mnist_arrays(Path(source.path or FASHION_MNIST_DIR), split)
+        return images, labels, FASHION_MNIST_CLASSES
+    images, labels = _cifar10_arrays(Path(source.path or ""), split)
+    return images, labels, CIFAR10_CLASSES
+
+
+def load_splits(source: DataSource | str, *, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+                test_fraction: float = DEFAULT_TEST_FRACTION, split_seed: int = 0,
                 max_train_samples: int | None = None, max_validation_samples: int | None = None,
                 image_size: int | None = None) -> tuple[Dataset, Dataset]:
-    """(train, validation): the official test set as validation where there is one, else ``split_dataset``."""
+    """(train, validation), both from the training data: what a search or the scaler may look at.
+
+    ``max_train_samples`` and ``max_validation_samples`` keep stratified samples of each (fixed by
+    ``split_seed``), taken after the split, so a smaller proxy never moves an image between the splits."""
     source = _as_source(source)
+    _check_fractions(validation_fraction, test_fraction)
+    pool = _training_pool(source, test_fraction=test_fraction, split_seed=split_seed, image_size=image_size)
+    labels, count = pool.labels, round(len(pool.indices) * validation_fraction)
+    if not 0 < count < len(pool.indices):
+        raise DataError(f"{source}: {len(pool.indices)} training images are too few to hold out "
+                        f"{validation_fraction:.0%} for validation; raise validation_fraction or use more data")
+    order = pool.indices[_stratified_order(labels[pool.indices], (split_seed, VALIDATION_STREAM))]
+    validation, train = order[:count], order[count:]
+    train = train[_limit(labels[train], max_train_samples, split_seed)]
+    validation = validation[_limit(labels[validation], max_validation_samples, split_seed)]
+    return pool.take(train), pool.take(validation)
+
+
+def load_test_set(source: DataSource | str, *, test_fraction: float = DEFAULT_TEST_FRACTION, split_seed: int = 0,
+                  max_samples: int | None = None, image_size: int | None = None) -> Dataset:
+    """The test set: the official one, or the ``test_fraction`` held out of a source that has none. Only final
+    evaluation reads it (``nasscale train``, the scale ladder's final runs, benchmarks), once, labelled test."""
+    source = _as_source(source)
+    _check_fractions(DEFAULT_VALIDATION_FRACTION, test_fraction)
     if source.kind in OFFICIAL_SPLIT_KINDS:
-        train = load_dataset(source, split="train", max_samples=max_train_samples, seed=seed, image_size=image_size)
-        validation = load_dataset(source, split="test", max_samples=max_validation_samples, seed=seed)
-        return train, validation
+        return load_dataset(source, split="test", max_samples=max_samples, seed=split_seed)
     whole = load_dataset(source, image_size=image_size)
-    train, validation = split_dataset(whole, validation_fraction=validation_fraction, seed=seed)
-    return (subsample_dataset(train, max_train_samples, seed=seed),
-            subsample_dataset(validation, max_validation_samples, seed=seed))
+    test = _held_out_test(whole.labels, test_fraction, split_seed, str(source))
+    test = test[_limit(whole.labels[test], max_samples, split_seed)]
+    return _take(whole, test)
+
+
+def split_record(source: DataSource | str, train: Dataset, validation: Dataset, *, validation_fraction: float,
+                 test_fraction: float, split_seed: int) -> dict[str, object]:
+    """Where each number of a study comes from, for its record: accuracies chosen on are validation accuracies
+    of a split carved from the training data; the test set is named but never loaded by a search."""
+    source = _as_source(source)
+    official = source.kind in OFFICIAL_SPLIT_KINDS
+    return {"protocol": PROTOCOL, "data": str(source), "split_seed": split_seed,
+            "validation": f"{validation_fraction:g} of the training data, stratified",
+            "test": "the official test set" if official else f"{test_fraction:g} of the data held out, stratified",
+            "validation_fraction": validation_fraction, "test_fraction": None if official else test_fraction,
+            "train_images": len(train), "validation_images": len(validation)}
+
+
+def native_resolution(dataset: Dataset) -> int:
+    """The resolution a study on ``dataset`` deploys at by default: the images' own side, except that images
+    smaller than ``SMALLEST_NATIVE_RESOLUTION`` (the 8x8 digits) are upsampled to ``UPSAMPLED_RESOLUTION``, since
+    five stride-2 stages would leave nothing of them."""
+    side = max(dataset.images.shape[-2:])
+    return side if side >= SMALLEST_NATIVE_RESOLUTION else UPSAMPLED_RESOLUTION
+
+
+def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise DataError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class _Pool:
+    """The images a split is cut from: ``dataset`` when already decoded, else ``raw`` bytes of an official split
+    (kept as uint8 until the split is chosen: a quarter of the memory); ``indices`` are those in play."""
+
+    name: str
+    labels: np.ndarray
+    indices: np.ndarray
+    dataset: Dataset | None = None
+    raw: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+
+    def take(self, indices: np.ndarray) -> Dataset:
+        indices = np.sort(indices)
+        if self.dataset is not None:
+            return _take(self.dataset, indices)
+        assert self.raw is not None  # a pool holds a dataset or raw bytes
+        return _from_bytes(self.name, self.raw[indices], self.labels[indices], self.class_names, None, 0)
+
+
+def _training_pool(source: DataSource, *, test_fraction: float, split_seed: int, image_size: int | None) -> _Pool:
+    """The official training split, or a source's images less its held-out test set."""
+    if source.kind in OFFICIAL_SPLIT_KINDS:
+        raw, labels, class_names = _official_arrays(source, "train")
+        return _Pool(source.kind, labels, np.arange(len(labels)), raw=raw, class_names=class_names)
+    whole = load_dataset(source, image_size=image_size)
+    test = _held_out_test(whole.labels, test_fraction, split_seed, str(source))
+    return _Pool(whole.name, whole.labels, np.setdiff1d(np.arange(len(whole)), test), dataset=whole)
+
+
+def _held_out_test(labels: np.ndarray, test_fraction: float, split_seed: int, name: str) -> np.ndarray:
+    count = round(len(labels) * test_fraction)
+    if not 0 < count < len(labels):
+        raise DataError(f"{name}: {len(labels)} images are too few to hold out {test_fraction:.0%} as a test set")
+    return np.sort(_stratified_order(labels, (split_seed, TEST_STREAM))[:count])
 
 
 def split_dataset(dataset: Dataset, *, validation_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -178,7 +279,7 @@ def stratified_indices(labels: np.ndarray, count: int, *, seed: int = 0) -> np.n
     return np.sort(_stratified_order(labels, seed)[:count])
 
 
-def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+def _stratified_order(labels: np.ndarray, seed: int | tuple[int, int]) -> np.ndarray:
     # Spread each shuffled class evenly over [0, 1) and sort: every prefix then holds the classes in proportion.
     rng = np.random.default_rng(seed)
     keys = np.empty(len(labels))

@@ -129,7 +129,7 @@ def _splits(data: str | DataSource | tuple[Dataset, Dataset], *, seed: int, max_
             max_validation_samples: int | None) -> tuple[Dataset, Dataset]:
     if isinstance(data, tuple):
         return data
-    return load_splits(data, seed=seed, max_train_samples=max_train_samples,
+    return load_splits(data, split_seed=seed, max_train_samples=max_train_samples,
                        max_validation_samples=max_validation_samples)
 
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from nasscale.errors import SpecError
 
 OPTIMIZERS = ("sgd", "adamw")
+# The evaluation protocol's split sizes (nasscale.evaluate.data): validation out of the training data, and the
+# test set held out of data that has no official one.
+DEFAULT_VALIDATION_FRACTION = 0.1
+DEFAULT_TEST_FRACTION = 0.2
 SCHEDULES = ("cosine", "constant")
 
 

@@ -36,6 +36,7 @@ class EpochRecord:
     train_loss: float  # mean over the epoch's images, label smoothing included
     validation_accuracy: float  # top-1, in [0, 1]
     seconds: float  # training and evaluation
+    validation_loss: float = math.nan  # mean cross-entropy, no label smoothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +96,9 @@ def _train(model: nn.Module, train: Dataset, validation: Dataset, settings: Trai
         epoch_images = sum(len(batch) for batch in batches)
         images_trained += epoch_images
         _recalibrate_batch_norm(model, train_images, batches)
-        accuracy = _accuracy(model, validation_images, validation_labels,
-                             batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR, epoch=epoch)
-        record = EpochRecord(epoch, sum(losses) / epoch_images, accuracy, time.perf_counter() - epoch_start)
+        accuracy, loss = _evaluate(model, validation_images, validation_labels,
+                                   batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR, epoch=epoch)
+        record = EpochRecord(epoch, sum(losses) / epoch_images, accuracy, time.perf_counter() - epoch_start, loss)
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -144,17 +145,35 @@ def _recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batches: tup
         module.momentum = momentum
 
 
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, epoch: int) -> float:
+def evaluate_model(model: nn.Module, dataset: Dataset, settings: TrainSettings) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) of a trained model on ``dataset`` resized to ``settings.resolution``:
+    final evaluation's one look at the test set."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        device = next(model.parameters()).device
+        images = _resize(torch.from_numpy(np.ascontiguousarray(dataset.images)), settings.resolution).to(device)
+        labels = torch.from_numpy(dataset.labels).to(device)
+        return _evaluate(model, images, labels, batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR,
+                         epoch=settings.epochs)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+              epoch: int) -> tuple[float, float]:
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     with torch.inference_mode():
         for start in range(0, len(labels), batch_size):
             logits = model(images[start:start + batch_size])
             if not torch.isfinite(logits).all():  # weights broke on the epoch's last step
                 raise TrainingDiverged(f"training diverged: the model outputs non-finite values on validation "
                                        f"after epoch {epoch}; lower the learning rate")
-            correct += int((logits.argmax(1) == labels[start:start + batch_size]).sum())
-    return correct / len(labels)
+            batch_labels = labels[start:start + batch_size]
+            correct += int((logits.argmax(1) == batch_labels).sum())
+            loss += float(F.cross_entropy(logits, batch_labels, reduction="sum"))
+    return correct / len(labels), loss / len(labels)
 
 
 def _batch_count(count: int, batch_size: int) -> int:

@@ -56,7 +56,7 @@ def report_row(trial: Any) -> dict[str, Any]:
 
 
 def is_trained(row: Mapping[str, Any]) -> bool:
-    return row["state"] == "complete" and is_number(row.get("accuracy"))
+    return row["state"] == "complete" and is_number(row.get("val_accuracy"))
 
 
 def has_cost(row: Mapping[str, Any], cost: str) -> bool:
@@ -92,9 +92,9 @@ class ParetoSplit:
 
 def pareto_split(rows: Sequence[Mapping[str, Any]], cost: str = "macs") -> ParetoSplit:
     trained = [row for row in rows if is_trained(row) and has_cost(row, cost)]
-    points = [(row["accuracy"], row[cost]) for row in trained]
+    points = [(row["val_accuracy"], row[cost]) for row in trained]
     on_front = set(pareto_front(points, ACCURACY_AGAINST_COST)) if points else set()
-    front = sorted((trained[index] for index in on_front), key=lambda row: (row[cost], -row["accuracy"]))
+    front = sorted((trained[index] for index in on_front), key=lambda row: (row[cost], -row["val_accuracy"]))
     dominated = tuple(row for index, row in enumerate(trained) if index not in on_front)
     untrained = tuple(row for row in rows if not is_trained(row) and has_cost(row, cost)
                       and outcome(row) in UNTRAINED_SYMBOLS)
@@ -115,7 +115,7 @@ def hypervolume_curve(rows: Sequence[Mapping[str, Any]], reference: float,
                      key=lambda row: row["trial"])
     if not trained:
         return ()
-    points = [(row["accuracy"], row[cost]) for row in trained]
+    points = [(row["val_accuracy"], row[cost]) for row in trained]
     volumes = hypervolume_over_trials(points, ACCURACY_AGAINST_COST, (0.0, reference))
     return tuple((row["trial"], volume / reference) for row, volume in zip(trained, volumes, strict=True))
 
@@ -156,10 +156,10 @@ def choice_effects(rows: Sequence[Mapping[str, Any]]) -> list[ChoiceEffect]:
         if not is_trained(row) or not isinstance(arch, Mapping):
             continue
         for key, label in NETWORK_CHOICES.items():
-            _add_sample(samples, (label, "network"), arch.get(key), row["accuracy"])
+            _add_sample(samples, (label, "network"), arch.get(key), row["val_accuracy"])
         for index, stage in enumerate(arch.get("stages") or ()):
             for key, label in STAGE_CHOICES.items():
-                _add_sample(samples, (label, f"stage {index}"), stage.get(key), row["accuracy"])
+                _add_sample(samples, (label, f"stage {index}"), stage.get(key), row["val_accuracy"])
     order = [*NETWORK_CHOICES.values(), *STAGE_CHOICES.values()]
     effects = [ChoiceEffect(choice, scope, tuple((_value_label(value), tuple(accuracies))
                                                  for value, accuracies in sorted(groups.items(), key=_natural)))

@@ -39,8 +39,8 @@ DOMINATED_COLOR = "rgba(140, 140, 140, 0.55)"
 
 def _hover(row: Mapping[str, Any], study: str | None = None) -> str:
     lines = [f"<b>trial {row['trial']}</b>" + (f" ({html.escape(study)})" if study else "")]
-    if row.get("accuracy") is not None:
-        lines.append(f"accuracy {row['accuracy']:.4f}")
+    if row.get("val_accuracy") is not None:
+        lines.append(f"validation accuracy {row['val_accuracy']:.4f}")
     costs = [f"{label} {format_count(row[key])}" for key, label in (("macs", "MACs"), ("params", "params"))
              if row.get(key) is not None]
     if row.get("latency_ms") is not None:
@@ -106,7 +106,7 @@ def front_figure(studies: Sequence[StudyData], cost: str = "macs") -> Any:
         figure.add_vline(x=budget, line={"color": "#d62728", "dash": "dash", "width": 1})
     axis = {"type": "log" if cost != "latency_ms" else "linear", "title": {"text": COST_LABELS[cost]},
             "tickformat": ".3~s"}
-    label = studies_accuracy_label(studies)
+    label = studies_accuracy_label(studies).replace("val_accuracy", "validation accuracy")
     if has_strip:
         # Both rows share the x range, so both need the same axis type or the ticks lie about the points.
         figure.update_xaxes(type=axis["type"], tickformat=axis["tickformat"])
@@ -128,7 +128,7 @@ def _points(rows: Sequence[Mapping[str, Any]], cost: str, study: str, name: str,
     from plotly import graph_objects
 
     return graph_objects.Scatter(
-        x=[row[cost] for row in rows], y=[strip_label if strip_label else row["accuracy"] for row in rows],
+        x=[row[cost] for row in rows], y=[strip_label if strip_label else row["val_accuracy"] for row in rows],
         mode=mode, name=name, marker=marker, line=line, text=[_hover(row, study) for row in rows],
         hoverinfo="text", legendgroup=study)
 
@@ -183,7 +183,7 @@ def choice_figure(effects: Sequence[ChoiceEffect], title: str) -> Any:
                 hovertemplate=f"{html.escape(effect.choice)} {html.escape(value)}: %{{y:.4f}}<extra></extra>"),
                 row=1, col=column)
         figure.update_xaxes(type="category", row=1, col=column)
-    figure.update_yaxes(title={"text": "accuracy"}, row=1, col=1)
+    figure.update_yaxes(title={"text": "validation accuracy"}, row=1, col=1)
     return _layout(figure, title).update_layout(height=340, margin={"b": 40})
 
 
@@ -208,7 +208,8 @@ def ladder_figure(points: Sequence[LadderPoint]) -> Any:
 
     measured = [point for point in points if point.accuracy is not None]
     columns = 2 if measured else 1
-    figure = make_subplots(rows=1, cols=columns, subplot_titles=["MACs against phi", "accuracy against phi"][:columns])
+    titles = ["MACs against phi", "validation accuracy against phi"]
+    figure = make_subplots(rows=1, cols=columns, subplot_titles=titles[:columns])
     phis = [point.phi for point in points]
     figure.add_trace(graph_objects.Scatter(x=phis, y=[point.macs for point in points], mode="lines+markers",
                                            name="our ladder", line={"color": STUDY_COLORS[0]}), row=1, col=1)
@@ -230,7 +231,7 @@ def ladder_figure(points: Sequence[LadderPoint]) -> Any:
                                                y=[point.accuracy for point in measured], mode="lines+markers",
                                                name="our ladder: accuracy", line={"color": STUDY_COLORS[2]}),
                          row=1, col=2)
-        figure.update_yaxes(title={"text": "accuracy"}, row=1, col=2)
+        figure.update_yaxes(title={"text": "validation accuracy"}, row=1, col=2)
     figure.update_yaxes(type="log", tickformat=".3~s", title={"text": "MACs"}, row=1, col=1)
     figure.update_xaxes(title={"text": "phi"}, dtick=1)
     return _layout(figure, "The ladder against the base x 2^phi targets and EfficientNet's")

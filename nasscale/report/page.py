@@ -223,8 +223,9 @@ def _top_table(page: _Page, study: StudyData) -> None:
               *(["latency ms"] if show_latency else []),
               *([study.objectives[0]] if show_value else []), "architecture"]
     rows = []
-    for row in sorted(study.top, key=lambda row: -(row.get("accuracy") or 0.0)):
-        cells = [row["trial"], _format(row.get("accuracy"), ".4f"), _count(row.get("macs")), _count(row.get("params"))]
+    for row in sorted(study.top, key=lambda row: -(row.get("val_accuracy") or 0.0)):
+        cells = [row["trial"], _format(row.get("val_accuracy"), ".4f"), _count(row.get("macs")),
+                 _count(row.get("params"))]
         cells += [_format(row.get("latency_ms"), ".3g")] if show_latency else []
         cells += [_format(row.get("value"), ".4f")] if show_value else []
         rows.append([*cells, row.get("summary") or ""])

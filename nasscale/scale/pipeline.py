@@ -14,28 +14,25 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasscale.errors import ScalingError, SpecError, UnknownNameError
-from nasscale.units import format_count
 
 if TYPE_CHECKING:
     from nasscale.search.config import SearchConfig
     from nasscale.spec.arch import Arch
-from nasscale.errors import TrainingDiverged
-from nasscale.evaluate.data import load_splits
 from nasscale.presets.efficientnet import efficientnet_b0
 from nasscale.presets.registry import resolve_arch
 from nasscale.scale.allocation import solve_stage_allocation
 from nasscale.scale.checks import MAX_PHI
+from nasscale.scale.evaluation import ProxyEvaluator, distinct_candidates, evaluate_candidates, evaluated_rows
 from nasscale.scale.ladder import efficientnet_released_ladder, scale_ladder
 from nasscale.scale.solver import EFFICIENTNET_COMPOUND, solve_coefficients
 from nasscale.search.config import PROXY_SETTING_FIELDS, make_config
-from nasscale.search.objective import SearchContext, train_architecture
 from nasscale.search.record import (
     ATTR_ACCURACY,
     ATTR_ARCH,
@@ -44,6 +41,7 @@ from nasscale.search.record import (
     LADDER_FORMAT,
     LADDER_META_ATTR,
     STUDY_ATTR_CONFIG,
+    STUDY_ATTR_RESOLUTION,
 )
 from nasscale.search.results import get_trial, open_study, trial_arch
 from nasscale.search.storage import make_storage, require_existing_storage
@@ -175,6 +173,10 @@ def load_baseline(request: ScaleRequest) -> Baseline:
     assert request.study is not None  # check_combinations: --base or --study, one of them
     require_existing_storage(request.storage)
     study = open_study(request.study, request.storage)
+    if request.evaluate and study.user_attrs.get(STUDY_ATTR_RESOLUTION) is None:
+        raise UnknownNameError(f"study {study.study_name!r} predates the evaluation protocol (it records no "
+                               "deployment resolution or validation split, so its accuracies may be test-set ones); "
+                               "scale it with --no-evaluate, or search again into a new --study")
     trial = get_trial(study, request.trial) if request.trial is not None else best_trial_by_accuracy(study)
     return Baseline(trial_arch(trial), f"study {study.study_name} trial {trial.number}", study, trial.number,
                     trial.user_attrs.get(ATTR_ACCURACY), study.user_attrs.get(STUDY_ATTR_CONFIG))
@@ -198,91 +200,6 @@ def evaluation_config(request: ScaleRequest, baseline: Baseline) -> SearchConfig
     return make_config(inherited, request.evaluation_overrides)
 
 
-# ---------------------------------------------------------------------------------------------- evaluation
-
-
-class ProxyEvaluator:
-    """The search's proxy evaluator (``train_architecture``) for scaled candidates.
-
-    A candidate trains with the data's channels and classes, at the proxy resolution times its own resolution
-    over the base's: the resolution coefficient then counts in the proxy as it does in the MACs. Every candidate
-    starts from the same seed, so candidates differ by architecture only. Scores are cached per architecture.
-    """
-
-    def __init__(self, config: SearchConfig, base_resolution: int, report: Callable[[str], None]):
-        train, validation = load_splits(config.data, validation_fraction=config.validation_fraction,
-                                        seed=config.seed, max_train_samples=config.max_train_samples)
-        self.context = SearchContext(config, None, train, validation, train.in_channels, train.num_classes)
-        self.base_proxy_resolution = config.proxy_resolution or train.images.shape[-1]
-        self.base_resolution = base_resolution
-        self.report = report
-        self.scores: dict[tuple[str, int], float | None] = {}
-
-    def proxy_resolution(self, arch: Arch) -> int:
-        return max(1, round(self.base_proxy_resolution * arch.resolution / self.base_resolution))
-
-    def settings(self) -> dict[str, Any]:
-        config = self.context.config
-        return {field: getattr(config, field) for field in PROXY_SETTING_FIELDS}
-
-    def score(self, arch: Arch, label: str) -> float | None:
-        """Proxy accuracy, or None when training failed (reported, not raised: the other candidates stand)."""
-        resolution = self.proxy_resolution(arch)
-        trainable = arch.replace(in_channels=self.context.in_channels, num_classes=self.context.num_classes)
-        key = (trainable.arch_id, resolution)
-        if key not in self.scores:
-            self.scores[key] = self._train(trainable, resolution, label)
-        return self.scores[key]
-
-    def _train(self, arch: Arch, resolution: int, label: str) -> float | None:
-        config = dataclasses.replace(self.context.config, proxy_resolution=resolution)
-        started = time.perf_counter()
-        try:
-            accuracy = train_architecture(arch, dataclasses.replace(self.context, config=config),
-                                          seed=config.seed)[ATTR_ACCURACY]
-        except (TrainingDiverged, MemoryError, RuntimeError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            self.report(f"{label}: failed to train ({reason}); left unscored")
-            return None
-        self.report(f"{label}: proxy accuracy {accuracy:.4f} ({format_count(cost(arch).macs)} MACs at "
-                    f"{arch.resolution}, trained at {resolution} px, {time.perf_counter() - started:.1f} s)")
-        return accuracy
-
-
-def distinct_candidates(rows: Iterable[Any], make_arch: Callable[[Any], Arch], count: int) -> list[tuple[Any, Arch]]:
-    """The first ``count`` rows with distinct architectures: grid points that round to the same model are
-    trained once."""
-    chosen, seen = [], set()
-    for row in rows:
-        arch = make_arch(row)
-        if arch.arch_id not in seen:
-            seen.add(arch.arch_id)
-            chosen.append((row, arch))
-            if len(chosen) == count:
-                break
-    return chosen
-
-
-def evaluate_candidates(result: Any, candidates: list[tuple[Any, Arch]], evaluator: ProxyEvaluator,
-                        label: str) -> Any:
-    """``result`` (a SolverResult or AllocationResult) with the candidates' accuracies filled in and the best
-    by accuracy as its winner (the library's ranking breaks ties)."""
-    scored = {}
-    for index, (row, arch) in enumerate(candidates, start=1):
-        accuracy = evaluator.score(arch, f"{label} candidate {index}/{len(candidates)}")
-        if accuracy is not None:
-            scored[row] = dataclasses.replace(row, accuracy=accuracy)
-    if not scored:
-        raise ScalingError(f"{label}: none of the {len(candidates)} evaluated candidates trained; lower the learning "
-                           "rate or evaluate more with --max-candidates")
-    rows = tuple(scored.get(row, row) for row in result.rows)
-    return dataclasses.replace(result, rows=rows, best=min(scored.values(), key=result.rank_key))
-
-
-def evaluated_rows(result: Any) -> list[dict[str, Any]]:
-    return [row.as_dict() for row in result.rows if row.accuracy is not None]
-
-
 # ----------------------------------------------------------------------------------------------- scaling
 
 
@@ -300,7 +217,8 @@ class ScaledModel:
     params: int
     macs: int
     target_macs: int
-    accuracy: float | None = None
+    accuracy: float | None = None  # on the validation split
+    test_accuracy: float | None = None  # final evaluation, read once after the ladder is chosen
     proxy_resolution: int | None = None
     latency: dict[str, Any] | None = None
 
@@ -317,7 +235,8 @@ class ScaledModel:
                 "resolution": self.arch.resolution, "width": self.width, "stage_depths": self.stage_depths,
                 "stage_layers": self.stage_layers, "stage_channels": tuple(s.out_channels for s in self.arch.stages),
                 "params": self.params, "macs": self.macs, "target_macs": self.target_macs,
-                "deviation": self.deviation, "accuracy": self.accuracy, "proxy_resolution": self.proxy_resolution,
+                "deviation": self.deviation, "accuracy": self.accuracy, "test_accuracy": self.test_accuracy,
+                "proxy_resolution": self.proxy_resolution,
                 "latency": self.latency, "latency_ms": self.latency["median_ms"] if self.latency else None,
                 "arch_id": self.arch.arch_id, "summary": summary(self.arch),
                 "arch": to_dict(self.arch)}
@@ -407,8 +326,13 @@ def _allocation_arch(result: Any, row: Any) -> Arch:
 
 
 def evaluate_steps(steps: Sequence[ScaledModel], evaluator: ProxyEvaluator) -> list[ScaledModel]:
-    return [dataclasses.replace(step, accuracy=evaluator.score(step.arch, f"phi {step.phi}"),
-                                proxy_resolution=evaluator.proxy_resolution(step.arch)) for step in steps]
+    """The ladder's final runs: each step's validation accuracy and, read once, its test accuracy."""
+    evaluated = []
+    for step in steps:
+        validation, test = evaluator.final(step.arch, f"phi {step.phi}")
+        evaluated.append(dataclasses.replace(step, accuracy=validation, test_accuracy=test,
+                                             proxy_resolution=evaluator.proxy_resolution(step.arch)))
+    return evaluated
 
 
 def measure_steps(steps: Sequence[ScaledModel], request: ScaleRequest, threads: int,
@@ -443,7 +367,10 @@ def run_scale(request: ScaleRequest, baseline: Baseline, config: SearchConfig,
               report: Callable[[str], None]) -> ScaleOutcome:
     started = time.perf_counter()
     base = baseline.arch
-    evaluator = ProxyEvaluator(config, base.resolution, report) if request.evaluate else None
+    evaluator = None
+    if request.evaluate:
+        evaluator = ProxyEvaluator(config, base.resolution, report)
+        base = evaluator.deploy(base, baseline.name, from_study=baseline.study is not None)
     allocations: list[tuple[int, Any]]
     coefficients, source, grid, note, allocations = None, None, None, None, []
     if request.non_uniform:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nasscale.errors import SpecError
-from nasscale.evaluate.settings import RECIPE_DEFAULTS, TrainSettings
+from nasscale.errors import SpecError, read_text_file
+from nasscale.evaluate.settings import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VALIDATION_FRACTION,
+    RECIPE_DEFAULTS,
+    TrainSettings,
+)
 from nasscale.units import parse_count
 
 Direction = Literal["minimize", "maximize"]  # as optuna.create_study takes them
@@ -26,6 +32,7 @@ SAMPLER_NAMES = ("nsga2", "tpe", "random")
 REWARD_NAMES = ("mnas",)
 TRAINING_EVALUATOR = "training"
 ZERO_COST_PREFIX = "zero-cost:"  # --evaluator zero-cost:NAME scores each trial with a proxy instead of training
+BENCH_PREFIX = "bench:"  # --evaluator bench:FILE answers each trial from a benchmark table (nasscale bench)
 BACKEND_NAMES = ("optuna", "ray")
 DEFAULT_STORAGE = "sqlite:///nasscale.db"
 
@@ -63,8 +70,16 @@ class SearchConfig:
     optimizer: str = RECIPE_DEFAULTS.optimizer
     schedule: str = RECIPE_DEFAULTS.schedule
     label_smoothing: float = RECIPE_DEFAULTS.label_smoothing
-    proxy_resolution: int | None = 32  # images are resized to this for training; cost is at the space's resolution
-    validation_fraction: float = 0.2
+    # One deployment resolution per study: every architecture is trained, evaluated and costed at its own
+    # resolution, the space's choices mapped in proportion onto this one (nasscale.space.deployment).
+    resolution: int | None = None  # None: the data's native size (nasscale.evaluate.data.native_resolution)
+    # A fidelity, like fewer epochs: train the largest architecture at this size instead, the others in
+    # proportion (cost stays counted at the deployment resolution). None: train at the deployment resolution.
+    proxy_resolution: int | None = None
+    # The protocol: search on a validation split of the training data; the test set is final evaluation's.
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION  # held out of data with no official test set
+    split_seed: int = 0  # the same splits for every search seed, so seeds compare on the same data
     max_train_samples: int | None = None
     threads: int = 1  # torch threads per trial; more only pays on an idle machine
     device: str = "cpu"  # where trials train: cpu, cuda or cuda:N
@@ -105,8 +120,13 @@ class SearchConfig:
 
     @property
     def zero_cost_proxy(self) -> str | None:
-        """The proxy of --evaluator zero-cost:NAME; None for training."""
-        return self.evaluator.removeprefix(ZERO_COST_PREFIX) if self.evaluator != TRAINING_EVALUATOR else None
+        """The proxy of --evaluator zero-cost:NAME; None for training or a benchmark table."""
+        return self.evaluator.removeprefix(ZERO_COST_PREFIX) if self.evaluator.startswith(ZERO_COST_PREFIX) else None
+
+    @property
+    def benchmark_table(self) -> str | None:
+        """The FILE of --evaluator bench:FILE: trials are answered from that table instead of trained."""
+        return self.evaluator.removeprefix(BENCH_PREFIX) if self.evaluator.startswith(BENCH_PREFIX) else None
 
     @property
     def accuracy_name(self) -> str:
@@ -129,11 +149,19 @@ class SearchConfig:
         return as_objective or self.max_latency is not None or (self.reward is not None
                                                                  and self.target_latency is not None)
 
-    def train_settings(self, seed: int) -> TrainSettings:
-        """How one trial trains: this config's proxy-training fields, the recipe's defaults for the rest."""
+    def train_settings(self, seed: int, resolution: int | None = None) -> TrainSettings:
+        """How one trial trains: this config's proxy-training fields, the recipe's defaults for the rest;
+        ``resolution`` is the size its images are resized to (``training_resolution``)."""
         return TrainSettings(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              optimizer=self.optimizer, schedule=self.schedule, label_smoothing=self.label_smoothing,
-                             resolution=self.proxy_resolution, threads=self.threads, seed=seed, device=self.device)
+                             resolution=resolution, threads=self.threads, seed=seed, device=self.device)
+
+    def training_resolution(self, arch_resolution: int, deployment_resolution: int) -> int:
+        """The size an architecture trains at: its own, or with ``proxy_resolution`` that fidelity scaled by the
+        architecture's share of the deployment resolution, so that a resolution choice still matters."""
+        if self.proxy_resolution is None:
+            return arch_resolution
+        return max(1, round(self.proxy_resolution * arch_resolution / deployment_resolution))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -144,8 +172,9 @@ class SearchConfig:
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(SearchConfig))
 # What a trial's proxy accuracy depends on besides its architecture: recorded on each trial (for rerun) and
 # inherited by the scaler's candidates from the search that produced their baseline.
-PROXY_SETTING_FIELDS = ("data", "validation_fraction", "max_train_samples", "seed", "epochs", "batch_size",
-                        "learning_rate", "optimizer", "schedule", "label_smoothing", "proxy_resolution", "threads")
+PROXY_SETTING_FIELDS = ("data", "resolution", "validation_fraction", "test_fraction", "split_seed",
+                        "max_train_samples", "seed", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
+                        "label_smoothing", "proxy_resolution", "threads")
 COUNT_FIELDS = ("max_macs", "max_params", "target_macs")
 MILLISECOND_FIELDS = ("max_latency", "target_latency")
 MILLISECONDS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
@@ -167,13 +196,47 @@ def parse_milliseconds(text: str | int | float, *, name: str = "value") -> float
 
 
 def accuracy_label(evaluator: str | None) -> str:
-    """How tables and reports head the accuracy column: "accuracy", or "score (synflow)" for a zero-cost study."""
-    if not evaluator or evaluator == TRAINING_EVALUATOR:
-        return "accuracy"
+    """How tables and reports head the accuracy column: "val_accuracy" (a validation-split accuracy), or
+    "score (synflow)" for a zero-cost study."""
+    if not evaluator or evaluator == TRAINING_EVALUATOR or evaluator.startswith(BENCH_PREFIX):
+        return "val_accuracy"
     return f"score ({evaluator.removeprefix(ZERO_COST_PREFIX)})"
 
 
+# What each annotation of a SearchConfig field accepts, and how a message names it (bool is no number here).
+KIND_NAMES: dict[Any, tuple[tuple[type, ...], str]] = {
+    int: ((int,), "a whole number"), float: ((int, float), "a number"), str: ((str,), "text"),
+    bool: ((bool,), "true or false"), tuple: ((tuple,), "a list"), type(None): ((type(None),), "null")}
+
+
+def check_field_types(config: SearchConfig) -> None:
+    """Every field against its annotation, so that a YAML leaf of the wrong kind (learning_rate: fast) is named
+    here rather than failing later as a comparison; a field added to the dataclass is covered by its annotation."""
+    hints = typing.get_type_hints(SearchConfig)
+    for field in dataclasses.fields(config):
+        value, kinds = getattr(config, field.name), _field_kinds(hints[field.name])
+        if kinds is None:
+            continue
+        accepted = tuple(kind for types, _ in kinds for kind in types)
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise SpecError(field.name, f"must be {' or '.join(name for _, name in kinds)}, got {value!r}")
+
+
+def _field_kinds(hint: Any) -> list[tuple[tuple[type, ...], str]] | None:
+    """What an annotation accepts; None for one without an entry (a Literal, a mapping), which its own check covers."""
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]: its items are normalised to text when read
+        return [KIND_NAMES[tuple]]
+    kinds = []
+    for member in typing.get_args(hint) or (hint,):
+        kind = KIND_NAMES.get(typing.get_origin(member) or member)
+        if kind is None:
+            return None
+        kinds.append(kind)
+    return kinds
+
+
 def validate_config(config: SearchConfig) -> None:
+    check_field_types(config)
     if not config.objectives:
         raise SpecError("objectives", f"name at least one of {', '.join(OBJECTIVE_DIRECTIONS)}")
     for name in config.objectives:
@@ -194,14 +257,15 @@ def validate_config(config: SearchConfig) -> None:
             raise SpecError(name, f"must be a positive integer, got {value!r}")
     if config.population_size < 2 and config.sampler == "nsga2":
         raise SpecError("population_size", f"must be at least 2 for NSGA-II, got {config.population_size}")
-    for name in ("proxy_resolution", "max_train_samples", *COUNT_FIELDS):
+    for name in ("resolution", "proxy_resolution", "max_train_samples", *COUNT_FIELDS):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise SpecError(name, f"must be a positive integer, got {value!r}")
     if config.timeout is not None and not config.timeout > 0:
         raise SpecError("timeout", f"must be positive seconds, got {config.timeout!r}")
-    if not 0 < config.validation_fraction < 1:
-        raise SpecError("validation_fraction", f"must be in (0, 1), got {config.validation_fraction!r}")
+    for name in ("validation_fraction", "test_fraction"):
+        if not 0 < getattr(config, name) < 1:
+            raise SpecError(name, f"must be in (0, 1), got {getattr(config, name)!r}")
     if not config.learning_rate > 0:
         raise SpecError("learning_rate", f"must be positive, got {config.learning_rate!r}")
     for name in MILLISECOND_FIELDS:
@@ -236,11 +300,12 @@ def validate_evaluation(config: SearchConfig) -> None:
     """The evaluator's and the prefilter's shape; their proxy names are checked against the proxies when the
     search starts (nasscale.search.prepare_context), which keeps this module free of torch."""
     evaluator = config.evaluator
-    valid = isinstance(evaluator, str) and (evaluator == TRAINING_EVALUATOR or (
-        evaluator.startswith(ZERO_COST_PREFIX) and evaluator.removeprefix(ZERO_COST_PREFIX)))
+    valid = isinstance(evaluator, str) and (evaluator == TRAINING_EVALUATOR or any(
+        evaluator.startswith(prefix) and evaluator.removeprefix(prefix) for prefix in (ZERO_COST_PREFIX, BENCH_PREFIX)))
     if not valid:
-        raise SpecError("evaluator", f"must be {TRAINING_EVALUATOR} or {ZERO_COST_PREFIX}NAME (e.g. "
-                                     f"{ZERO_COST_PREFIX}synflow), got {evaluator!r}")
+        raise SpecError("evaluator", f"must be {TRAINING_EVALUATOR}, {ZERO_COST_PREFIX}NAME (e.g. "
+                                     f"{ZERO_COST_PREFIX}synflow) or {BENCH_PREFIX}FILE (a nasscale bench table), "
+                                     f"got {evaluator!r}")
     if config.prefilter is None:
         return
     name, separator, count = str(config.prefilter).partition(":")
@@ -320,13 +385,14 @@ def make_config(file_values: Mapping[str, Any] | None = None, overrides: Mapping
 def load_config_file(path: str) -> dict[str, Any]:
     import yaml
 
-    file = Path(path)
-    if not file.is_file():
-        raise SpecError("", "no such study config; see studies/ for examples", source=path)
+    text = read_text_file(path, what="study config", hint="see studies/ for examples")
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError("", f"not valid YAML: {str(error).splitlines()[0]}", source=path) from None
+    if data is None or data == {}:  # a search on the defaults, which the user did not ask for
+        raise SpecError("", "is empty; give at least one setting (see studies/ for examples) or leave --config out",
+                        source=path)
     if not isinstance(data, Mapping):
         raise SpecError("", f"must be a mapping of settings, got {type(data).__name__}", source=path)
     return dict(data)

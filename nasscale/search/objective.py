@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nasscale.errors import NasscaleError
-from nasscale.evaluate.data import load_splits
+from nasscale.evaluate.benchmark_table import load_table
+from nasscale.evaluate.data import load_splits, native_resolution, split_record
 from nasscale.evaluate.latency_table import (
     latency_range,
     load_latency_table,
@@ -50,6 +51,8 @@ from nasscale.search.record import (
     LATENCY_FROM_TABLE,
     LATENCY_MEASURED,
 )
+from nasscale.space.deployment import at_resolution
+from nasscale.space.domains import distinct_integer_values
 from nasscale.space.extent import mac_range
 from nasscale.space.parsing import load_space
 from nasscale.space.sampling import RandomChooser, sample
@@ -62,6 +65,7 @@ logger = logging.getLogger(__name__)
 MEASURE_WARMUP = 3
 PROXY_BATCH_SIZE = 64  # images in the zero-cost proxies' batch, as `nasscale proxies` scores them
 MAX_DRAWS_PER_CANDIDATE = 50  # prefilter draws per wanted candidate before it makes do with fewer
+TEST_ACCURACY = "test_accuracy"  # final evaluation's number: never a trial attribute, never chosen on
 
 
 class SearchError(NasscaleError):
@@ -103,6 +107,12 @@ class SearchContext:
     num_classes: int
     latency_table: Any = None  # nasscale.latency_table.LatencyTable of --latency-table
     proxy_batch: Any = None  # (images, labels) the zero-cost proxies score on, when the search uses one
+    resolution: int | None = None  # the deployment resolution ``space`` was mapped onto
+    splits: dict[str, Any] | None = None  # nasscale.evaluate.data.split_record: where the accuracies come from
+    benchmark: Any = None  # nasscale.evaluate.benchmark_table.BenchmarkTable of --evaluator bench:FILE
+
+    def training_resolution(self, arch: Arch) -> int:
+        return self.config.training_resolution(arch.resolution, self.resolution or arch.resolution)
 
 
 def prepare_context(config: SearchConfig) -> SearchContext:
@@ -110,9 +120,9 @@ def prepare_context(config: SearchConfig) -> SearchContext:
     at all, so that a search that cannot work fails before its first trial."""
     check_proxy_names(config)
     check_device(config.device)
-    space = load_space(config.space)
-    train, validation = load_splits(config.data, validation_fraction=config.validation_fraction, seed=config.seed,
-                                    max_train_samples=config.max_train_samples)
+    train, validation = load_search_splits(config)
+    resolution = config.resolution or native_resolution(train)
+    space = at_resolution(load_space(config.space), resolution)
     if config.max_macs is not None:
         smallest, _ = mac_range(space, in_channels=train.in_channels, num_classes=train.num_classes)
         if smallest > config.max_macs:
@@ -122,8 +132,24 @@ def prepare_context(config: SearchConfig) -> SearchContext:
     table = load_search_table(config, space, train.in_channels, train.num_classes)
     batch = None
     if config.zero_cost_proxy is not None or config.prefilter is not None:
-        batch = proxy_batch(train, PROXY_BATCH_SIZE, resolution=config.proxy_resolution, seed=config.seed)
-    return SearchContext(config, space, train, validation, train.in_channels, train.num_classes, table, batch)
+        proxy_size = config.training_resolution(resolution, resolution)
+        batch = proxy_batch(train, PROXY_BATCH_SIZE, resolution=proxy_size, seed=config.seed)
+    splits = split_record(config.data, train, validation, validation_fraction=config.validation_fraction,
+                          test_fraction=config.test_fraction, split_seed=config.split_seed)
+    benchmark = None
+    if config.benchmark_table is not None:
+        benchmark = load_table(config.benchmark_table)
+        benchmark.check_fits(space_definition=space.to_dict(), data=config.data, resolution=resolution)
+        benchmark.answer(next(iter(benchmark.rows)), config.epochs)  # an epoch budget beyond the table fails now
+    return SearchContext(config, space, train, validation, train.in_channels, train.num_classes, table, batch,
+                         resolution, splits, benchmark)
+
+
+def load_search_splits(config: SearchConfig) -> tuple[Any, Any]:
+    """(train, validation) of the protocol: what a search or the scaler may see; never the test set."""
+    return load_splits(config.data, validation_fraction=config.validation_fraction,
+                       test_fraction=config.test_fraction, split_seed=config.split_seed,
+                       max_train_samples=config.max_train_samples)
 
 
 def check_proxy_names(config: SearchConfig) -> None:
@@ -146,7 +172,9 @@ def load_search_table(config: SearchConfig, space: Any, in_channels: int, num_cl
         return None
     path = config.latency_table
     table = load_latency_table(path)
-    rebuild = (f"build one with 'nasscale latency-table --space {config.space} --in-channels {in_channels} "
+    resolutions = distinct_integer_values(space.resolution)  # the deployed space's
+    at = f" --resolution {resolutions[0]}" if len(resolutions) == 1 else ""
+    rebuild = (f"build one with 'nasscale latency-table --space {config.space}{at} --in-channels {in_channels} "
                f"--num-classes {num_classes} --out FILE'")
     if (table.in_channels, table.num_classes) != (in_channels, num_classes):
         raise SearchError(f"--latency-table {path}: built for {table.in_channels} input channels and "
@@ -343,13 +371,16 @@ def architecture_attributes(arch: Arch, trial_cost: Cost) -> dict[str, Any]:
 
 
 def train_architecture(arch: Arch, context: SearchContext, *, seed: int,
-                       on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-    """Build and proxy-train ``arch``; returns the attributes to record (accuracy, history, timings)."""
+                       on_epoch: Callable[[int, float], None] | None = None, test_set: Any = None) -> dict[str, Any]:
+    """Build and proxy-train ``arch`` (or, with --evaluator bench:FILE, read what training it did from the table);
+    returns the attributes to record (accuracy, history, timings). ``test_set`` is for final evaluation only (the
+    scale ladder's steps, chosen before it is read): the trained model is scored on it once, as ``test_accuracy``."""
+    if context.benchmark is not None:
+        return answer_from_table(arch, context, on_epoch=on_epoch)
     import torch
 
     # torch: imported where needed, so this module loads without it
-    # torch: imported where needed, so this module loads without it
-    from nasscale.evaluate.training import train_model
+    from nasscale.evaluate.training import evaluate_model, train_model
     from nasscale.models.build import build
 
     started = time.perf_counter()
@@ -361,12 +392,34 @@ def train_architecture(arch: Arch, context: SearchContext, *, seed: int,
         if on_epoch is not None:
             on_epoch(record.epoch, record.validation_accuracy)
 
-    result = train_model(model, context.train, context.validation, context.config.train_settings(seed),
-                         on_epoch=report)
-    return {
+    settings = context.config.train_settings(seed, context.training_resolution(arch))
+    result = train_model(model, context.train, context.validation, settings, on_epoch=report)
+    attributes = {
         ATTR_ACCURACY: result.validation_accuracy,
         ATTR_HISTORY: [[record.epoch, record.train_loss, record.validation_accuracy, record.seconds]
                        for record in result.history],
         ATTR_TIMINGS: {"build_seconds": build_seconds, "train_seconds": result.train_seconds,
                        "train_images_per_second": result.train_images_per_second},
+    }
+    if test_set is not None:
+        attributes[TEST_ACCURACY] = evaluate_model(model, test_set, settings)[0]
+    return attributes
+
+
+def answer_from_table(arch: Arch, context: SearchContext, *,
+                      on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """The tabular evaluator: the validation accuracy the table records after each of the search's epochs (so
+    pruners see the same learning curve a real trial would report), and as ``train_seconds`` the compute the
+    real trial spent, so samplers compare at equal compute."""
+    epochs = context.config.epochs
+    curve = [context.benchmark.answer(arch.arch_id, epoch) for epoch in range(1, epochs + 1)]
+    for answer in curve:
+        if on_epoch is not None:
+            on_epoch(answer.epochs, answer.validation_accuracy)
+    row = context.benchmark.rows[arch.arch_id]
+    return {
+        ATTR_ACCURACY: curve[-1].validation_accuracy,
+        ATTR_HISTORY: [[point.epoch, point.train_loss, point.validation_accuracy, None]
+                       for point in row.curve[:epochs]],
+        ATTR_TIMINGS: {"train_seconds": curve[-1].seconds, "tabular": True},
     }

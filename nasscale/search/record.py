@@ -44,6 +44,10 @@ SYSTEM_ATTR_HEARTBEAT = "nasscale_heartbeat"
 STUDY_ATTR_CONFIG = "nasscale_config"
 STUDY_ATTR_SPACE = "nasscale_space"
 STUDY_ATTR_OBJECTIVES = "nasscale_objectives"
+# The protocol: where the study's accuracies come from (nasscale.evaluate.data.split_record), and the one
+# resolution its architectures are trained, evaluated and costed at. A study without them predates the protocol.
+STUDY_ATTR_SPLITS = "nasscale_splits"
+STUDY_ATTR_RESOLUTION = "nasscale_deployment_resolution"
 LADDER_ATTR = "nasscale_ladder"
 LADDER_META_ATTR = "nasscale_ladder_meta"
 LADDER_FORMAT = 1

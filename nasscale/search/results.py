@@ -30,10 +30,11 @@ from nasscale.search.storage import make_storage, require_existing_storage
 from nasscale.spec.arch import Arch
 from nasscale.spec.serialization import from_dict
 
-# accuracy: validation accuracy after proxy training, or the zero-cost score that `evaluator` names (then a
-# table heads it "score (NAME)", see study.accuracy_label). latency_ms: predicted from a table or measured, as
+# val_accuracy: validation accuracy after proxy training (on the split carved from the training data; no trial
+# ever sees the test set), or the zero-cost score that `evaluator` names (then a table heads it "score (NAME)",
+# see config.accuracy_label). latency_ms: predicted from a table or measured, as
 # latency_source says; absent when the search did not need it.
-TABLE_COLUMNS = ["trial", "state", "accuracy", "macs", "params", "latency_ms", "value", "arch_id", "summary",
+TABLE_COLUMNS = ["trial", "state", "val_accuracy", "macs", "params", "latency_ms", "value", "arch_id", "summary",
                  "train_seconds", "note", "evaluator", "latency_source"]
 
 
@@ -71,7 +72,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return {
         "trial": trial.number,
         "state": trial.state.name.lower(),
-        "accuracy": attrs.get(ATTR_ACCURACY),
+        "val_accuracy": attrs.get(ATTR_ACCURACY),
         "macs": attrs.get(ATTR_MACS),
         "params": attrs.get(ATTR_PARAMS),
         "latency_ms": attrs.get(ATTR_LATENCY),

@@ -21,6 +21,7 @@ from nasscale.search.record import (
     STUDY_ATTR_CONFIG,
     STUDY_ATTR_OBJECTIVES,
     STUDY_ATTR_SPACE,
+    STUDY_ATTR_SPLITS,
 )
 from nasscale.search.storage import GRACE_VARIABLE, heartbeat_settings
 from nasscale.search.trials import holds_slot, is_trained
@@ -45,6 +46,13 @@ def check_resume(name: str, recorded: Mapping[str, Any], config: SearchConfig, s
         if field in started and started[field] != getattr(config, field):
             raise ResumeRefused(f"study {name!r} searches {field} {started[field]}, not {getattr(config, field)}; "
                                 f"resume it with --{field} {started[field]}, or give --study NEW_NAME for a new study")
+    splits = recorded.get(STUDY_ATTR_SPLITS) or {}
+    for field in ("validation_fraction", "split_seed"):
+        if field in splits and splits[field] != getattr(config, field):
+            flag = "--" + field.replace("_", "-")
+            raise ResumeRefused(f"study {name!r} chose on a validation split with {field} {splits[field]}, not "
+                                f"{getattr(config, field)}: its accuracies would not compare; resume it with "
+                                f"{flag} {splits[field]}, or give --study NEW_NAME for a new study")
     if STUDY_ATTR_SPACE in recorded and recorded[STUDY_ATTR_SPACE] != dict(space):
         raise ResumeRefused(f"study {name!r}: space {config.space} is not the one the study started with (its file "
                             f"or its deployment resolution changed since); {fix}")

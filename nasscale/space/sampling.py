@@ -25,7 +25,7 @@ Light core: no torch, no numpy; optuna is never imported here (``OptunaChooser``
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from nasscale.errors import NasscaleError
@@ -165,3 +165,49 @@ def sample_regnet_stages(regnet: Any, chooser: Chooser) -> tuple[Stage, ...]:
     """The stages RegNet's rule makes from the chosen parameters (asked as ``regnet.<parameter>``)."""
     values = {name: choose(domain, f"regnet.{name}", chooser) for name, domain in regnet.domains().items()}
     return regnet_stages(regnet_parameters(values))
+
+
+class _PathChooser:
+    """Follows a path of choice indices (the first choice past its end) and records how many options each decision
+    had, so that ``enumerate_space`` can step through every path like an odometer."""
+
+    def __init__(self, path: list[int]):
+        self.path = path
+        self.widths: list[int] = []
+
+    def _index(self, width: int) -> int:
+        position = len(self.widths)
+        self.widths.append(width)
+        return self.path[position] if position < len(self.path) else 0
+
+    def categorical(self, name: str, choices: Sequence[Choice]) -> Any:
+        return list(choices)[self._index(len(choices))]
+
+    def integer(self, name: str, low: int, high: int, step: int) -> int:
+        return low + step * self._index((high - low) // step + 1)
+
+
+def enumerate_space(space: SearchSpace, *, in_channels: int = 3, num_classes: int = 1000,
+                    limit: int | None = None) -> Iterator[Arch]:
+    """Every distinct architecture of ``space`` once, in a fixed order (decision paths in lexicographic order,
+    a repeat of an earlier architecture skipped). ``limit`` stops after that many, for spaces too big to list."""
+    seen: set[str] = set()
+    path: list[int] = []
+    while limit is None or len(seen) < limit:
+        chooser = _PathChooser(path)
+        arch = sample(space, chooser, in_channels=in_channels, num_classes=num_classes)
+        if arch.arch_id not in seen:
+            seen.add(arch.arch_id)
+            yield arch
+        following = _next_path(path, chooser.widths)
+        if following is None:
+            return
+        path = following
+
+
+def _next_path(path: list[int], widths: list[int]) -> list[int] | None:
+    full = path + [0] * (len(widths) - len(path))
+    for position in reversed(range(len(widths))):
+        if full[position] + 1 < widths[position]:
+            return full[:position] + [full[position] + 1]
+    return None

@@ -18,8 +18,10 @@ from nasscale.evaluate.data import (
     DataSource,
     load_dataset,
     load_splits,
+    load_test_set,
     parse_data_source,
     split_dataset,
+    split_record,
     stratified_indices,
     subsample_dataset,
 )
@@ -118,9 +120,52 @@ def test_subsample_is_stratified_and_seeded() -> None:
 
 def test_digits_splits_and_limits() -> None:
     train, validation = load_splits("digits", max_train_samples=200)
-    assert (len(train), len(validation)) == (200, 359)
+    # 1797 digits: 359 (20%) held out as the test set, 144 (10% of the 1438 left) for validation.
+    assert (len(train), len(validation), len(load_test_set("digits"))) == (200, 144, 359)
     with pytest.raises(DataError, match="no official"):
         load_dataset("digits", split="test")
+
+
+def image_keys(dataset: Dataset) -> set[bytes]:
+    return {image.tobytes() for image in dataset.images}
+
+
+def test_train_validation_and_test_are_disjoint_and_cover_the_data() -> None:
+    whole = load_dataset("digits")
+    train, validation = load_splits("digits", split_seed=3)
+    test = load_test_set("digits", split_seed=3)
+    assert len(train) + len(validation) + len(test) == len(whole)
+    keys = [image_keys(part) for part in (train, validation, test)]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    for part in (train, validation, test):  # stratified: every class in proportion, within one image
+        shares = np.bincount(part.labels, minlength=10) / len(part)
+        assert np.abs(shares - np.bincount(whole.labels) / len(whole)).max() < 1.5 / len(part) + 0.01
+
+
+def test_the_test_set_depends_on_the_split_seed_only() -> None:
+    test = image_keys(load_test_set("digits", split_seed=0))
+    for fraction in (0.05, 0.1, 0.3):
+        _, validation = load_splits("digits", validation_fraction=fraction)
+        assert not (image_keys(validation) & test)
+    assert image_keys(load_test_set("digits", split_seed=1)) != test
+    train, _ = load_splits("digits", max_train_samples=100)
+    again, _ = load_splits("digits", max_train_samples=100)
+    assert image_keys(train) == image_keys(again)
+
+
+def test_split_record_names_where_each_number_comes_from() -> None:
+    train, validation = load_splits("digits")
+    record = split_record("digits", train, validation, validation_fraction=0.1, test_fraction=0.2, split_seed=0)
+    assert record["validation"].startswith("0.1 of the training data") and record["test_fraction"] == 0.2
+    assert (record["train_images"], record["validation_images"]) == (1294, 144)
+
+
+def test_bad_fractions_are_refused() -> None:
+    for fraction in (0, 1, 1.5, -0.1):
+        with pytest.raises(DataError, match="validation_fraction"):
+            load_splits("digits", validation_fraction=fraction)
+        with pytest.raises(DataError, match="test_fraction"):
+            load_test_set("digits", test_fraction=fraction)
 
 
 # Fashion-MNIST --------------------------------------------------------------------------------------------------
@@ -145,12 +190,16 @@ def write_fashion_mnist(directory: Path, train_count: int = 20, test_count: int 
 
 
 def test_synthetic_idx_files_parse(tmp_path: Path) -> None:
-    arrays = write_fashion_mnist(tmp_path)
+    arrays = write_fashion_mnist(tmp_path, train_count=100)
     train, validation = load_splits(f"fashion-mnist:{tmp_path}")
-    assert train.images.shape == (20, 1, 28, 28) and validation.images.shape == (10, 1, 28, 28)
-    np.testing.assert_array_equal(train.images[:, 0], arrays["train"] / np.float32(255))
-    assert train.labels.tolist() == [index % 10 for index in range(20)]
-    assert len(load_dataset(f"fashion-mnist:{tmp_path}")) == 30
+    # Validation is carved out of the official training set; the official test set is final evaluation's.
+    assert train.images.shape == (90, 1, 28, 28) and validation.images.shape == (10, 1, 28, 28)
+    official_train = {image.tobytes() for image in (arrays["train"] / np.float32(255)).astype(np.float32)}
+    assert image_keys(train) | image_keys(validation) == official_train
+    assert np.bincount(validation.labels).tolist() == [1] * 10
+    test = load_test_set(f"fashion-mnist:{tmp_path}")
+    np.testing.assert_array_equal(test.images[:, 0], arrays["t10k"] / np.float32(255))
+    assert len(load_dataset(f"fashion-mnist:{tmp_path}")) == 110
     assert len(load_dataset(f"fashion-mnist:{tmp_path}", split="train", max_samples=10)) == 10
 
 
@@ -180,6 +229,7 @@ def test_missing_fashion_mnist_names_the_fix(tmp_path: Path) -> None:
                                                       f"(apt-get install dataset-fashion-mnist)")
 def test_installed_fashion_mnist() -> None:
     train, validation = load_splits("fashion-mnist", max_train_samples=500, max_validation_samples=100)
+    assert len(load_test_set("fashion-mnist")) == 10_000
     assert train.images.shape == (500, 1, 28, 28) and validation.images.shape == (100, 1, 28, 28)
     assert train.num_classes == 10 and np.bincount(train.labels).tolist() == [50] * 10
     assert train.images.min() >= 0.0 and train.images.max() <= 1.0
@@ -200,13 +250,15 @@ def write_cifar10(directory: Path, records_per_batch: int = 3) -> None:
 def test_synthetic_cifar10(tmp_path: Path) -> None:
     write_cifar10(tmp_path / "cifar-10-batches-bin")
     for directory in (tmp_path, tmp_path / "cifar-10-batches-bin"):
-        train, validation = load_splits(f"cifar10:{directory}")
-        assert train.images.shape == (15, 3, 32, 32) and validation.images.shape == (3, 3, 32, 32)
+        train, validation = load_splits(f"cifar10:{directory}", validation_fraction=0.2)
+        assert train.images.shape == (12, 3, 32, 32) and validation.images.shape == (3, 3, 32, 32)
     assert (train.num_classes, train.in_channels) == (10, 3)
-    assert train.labels.tolist() == [index + batch for batch in range(5) for index in range(3)]
-    assert validation.labels.tolist() == [5, 6, 7]
+    assert sorted(train.labels.tolist() + validation.labels.tolist()) == sorted(
+        index + batch for batch in range(5) for index in range(3))
+    test = load_test_set(f"cifar10:{directory}")
+    assert test.labels.tolist() == [5, 6, 7]
     assert np.all(train.images[:, 0] == 1.0)
-    np.testing.assert_allclose(train.images[3:6, 1:], 10 / 255)
+    np.testing.assert_allclose(test.images[:, 1:], 50 / 255)
 
 
 def test_bad_cifar10_batch(tmp_path: Path) -> None:

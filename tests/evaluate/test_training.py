@@ -13,7 +13,7 @@ from nasscale.evaluate.training import EpochRecord, train_model
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[Dataset, Dataset]:
-    return load_splits("digits", seed=0)
+    return load_splits("digits", split_seed=0)
 
 
 def small_cnn(in_channels: int = 1, seed: int = 0) -> nn.Module:

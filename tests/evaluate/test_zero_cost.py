@@ -112,7 +112,7 @@ def test_unknown_proxy_and_bad_batches_are_clear_errors(batch):
 
 
 def test_validate_proxies_correlates_every_proxy_with_accuracy():
-    train, validation = load_splits("digits", seed=0, max_train_samples=200, max_validation_samples=100)
+    train, validation = load_splits("digits", split_seed=0, max_train_samples=200, max_validation_samples=100)
     result = validate_proxies("tiny", (train, validation), n=4, epochs=1, seed=0, proxy_resolution=RESOLUTION,
                               proxies=("naswot", "params"), proxy_batch_size=16)
     assert [row.proxy for row in result.correlations] == ["naswot", "params"]

@@ -33,7 +33,7 @@ FAST = ["--space", "tiny", "--data", "digits", "--epochs", "1", "--proxy-resolut
 
 def row(trial, accuracy=None, macs=None, *, state="complete", params=None, value=None, infeasible=False,
         latency_ms=None, arch=None, note=""):
-    return {"trial": trial, "state": state, "accuracy": accuracy, "macs": macs, "params": params, "value": value,
+    return {"trial": trial, "state": state, "val_accuracy": accuracy, "macs": macs, "params": params, "value": value,
             "arch_id": None, "summary": None, "train_seconds": None, "note": note, "latency_ms": latency_ms,
             "infeasible": infeasible, "arch": arch}
 
@@ -196,7 +196,8 @@ def test_report_for_a_real_search(capsys, tmp_path, searched):
     page = out.read_text()
     assert page.count(get_plotlyjs()[:300]) == 1 and "Plotly.newPlot" in page  # embedded once: opens offline
     assert "<script src=" not in page
-    for text in ("Accuracy against MACs", "Accuracy against parameters", "Hypervolume", "Top architectures",
+    for text in ("Validation accuracy against MACs", "Validation accuracy against parameters", "Hypervolume",
+                 "Top architectures",
                  "How the choices matter", "NSGA-II over accuracy and macs on space tiny", "stage 1: "):
         assert text in page, text
     table = pandas.read_csv(csv)
@@ -209,7 +210,7 @@ def test_report_compares_studies_with_latency_ladder_failures(tmp_path):
     synthetic_study(storage, "second", seed=1, ladder=False)
     out = write_report(["first", "second"], storage, tmp_path / "both.html", csv_path=tmp_path / "both.csv")
     page = out.read_text()
-    for text in ("Accuracy against latency (ms)", "Scaling ladder", "EfficientNet B0-B7 (published)",
+    for text in ("Validation accuracy against latency (ms)", "Scaling ladder", "EfficientNet B0-B7 (published)",
                  "over budget (not trained)", "TrainingDiverged: loss is nan", "first: Pareto front",
                  "second: Pareto front", "Study first", "Study second", "Parameter importances"):
         assert text in page, text
@@ -237,7 +238,7 @@ def test_empty_all_failed_and_single_trial_studies_get_a_page_that_says_so(tmp_p
     assert "Trials without an accuracy" in page
 
     page = write_report(["one"], storage, tmp_path / "one.html").read_text()
-    assert "Accuracy against MACs" in page and "Plotly.newPlot" in page
+    assert "Validation accuracy against MACs" in page and "Plotly.newPlot" in page
     assert "need at least 2 completed trials" in page
 
 

@@ -20,19 +20,23 @@ from nasscale.search.record import (
     ATTR_WORKER,
     STUDY_ATTR_CONFIG,
     STUDY_ATTR_SPACE,
+    STUDY_ATTR_SPLITS,
 )
 from nasscale.search.resume import WaitNotice, check_resume, fail_stale_trials
 from nasscale.search.storage import make_storage
 from nasscale.search.trials import is_evaluated
 from tests.cli.test_cli_foundation import run_cli
 
-RECORDED = {STUDY_ATTR_CONFIG: {"space": "tiny", "data": "digits"}, STUDY_ATTR_SPACE: {"name": "tiny"}}
+RECORDED = {STUDY_ATTR_CONFIG: {"space": "tiny", "data": "digits"}, STUDY_ATTR_SPACE: {"name": "tiny"},
+            STUDY_ATTR_SPLITS: {"validation_fraction": 0.1, "split_seed": 0}}
 
 
 @pytest.mark.parametrize(("config", "space", "expected"), [
     (SearchConfig(space="mnas"), {"name": "tiny"}, "searches space tiny, not mnas; resume it with --space tiny"),
     (SearchConfig(space="tiny", data="fashion-mnist"), {"name": "tiny"}, "searches data digits, not fashion-mnist"),
     (SearchConfig(space="tiny"), {"name": "tiny", "resolution": 64}, "is not the one the study started with"),
+    (SearchConfig(space="tiny", split_seed=1), {"name": "tiny"}, "split_seed 0, not 1: its accuracies"),
+    (SearchConfig(space="tiny", validation_fraction=0.2), {"name": "tiny"}, "--validation-fraction 0.1"),
 ])
 def test_a_resume_with_other_settings_is_refused(config, space, expected):
     with pytest.raises(NasscaleError, match=expected):

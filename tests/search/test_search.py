@@ -92,7 +92,7 @@ def test_search_best_export_train(capsys, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     assert result["study"] == "e2e" and result["objectives"] == ["accuracy", "macs"]
-    assert result["best"] and all(0.0 <= row["accuracy"] <= 1.0 for row in result["best"])
+    assert result["best"] and all(0.0 <= row["val_accuracy"] <= 1.0 for row in result["best"])
     study = load(tmp_path, "e2e")
     trials = evaluated(study)
     assert len(trials) == 3

@@ -80,11 +80,15 @@ from nasscale.search.record import (
     ATTR_WORKER,
     STUDY_ATTR_CONFIG,
     STUDY_ATTR_OBJECTIVES,
+    STUDY_ATTR_RESOLUTION,
     STUDY_ATTR_SPACE,
+    STUDY_ATTR_SPLITS,
 )
+from nasscale.search.resume import WaitNotice, check_resume, fail_stale_trials
 from nasscale.search.samplers import TrialSeededSampler, make_pruner
 from nasscale.search.storage import GRACE_VARIABLE, make_storage, slot_lock
 from nasscale.search.trials import Ledger, enqueue_retry, failure_reason, holds_slot, is_queued
+from nasscale.space.model import SearchSpace
 from nasscale.space.sampling import OptunaChooser
 
 logger = logging.getLogger(__name__)
@@ -152,15 +156,12 @@ class Slots:
 # ------------------------------------------------------------------------------------------------- study
 
 
-def open_or_create_study(config: SearchConfig, storage: optuna.storages.BaseStorage, *,
+def open_or_create_study(config: SearchConfig, storage: optuna.storages.BaseStorage, space: SearchSpace, *,
                          sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     name = config.study_name
     existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
     if name in existing:
-        recorded = existing[name].user_attrs.get(STUDY_ATTR_OBJECTIVES)
-        if recorded is not None and recorded != config.objective_names:
-            raise SearchError(f"study {name!r} optimises {','.join(recorded)}, not {','.join(config.objective_names)};"
-                              " use the same objectives to resume it, or --study NEW_NAME for a new study")
+        check_resume(name, existing[name].user_attrs, config, space.to_dict())
     study = optuna.create_study(study_name=name, storage=storage, directions=config.directions, sampler=sampler,
                                 pruner=make_pruner(config), load_if_exists=True)
     return study
@@ -168,7 +169,8 @@ def open_or_create_study(config: SearchConfig, storage: optuna.storages.BaseStor
 
 def record_study_settings(study: optuna.Study, config: SearchConfig, context: SearchContext) -> None:
     values = {STUDY_ATTR_CONFIG: config.to_dict(), STUDY_ATTR_SPACE: context.space.to_dict(),
-              STUDY_ATTR_OBJECTIVES: config.objective_names}
+              STUDY_ATTR_OBJECTIVES: config.objective_names, STUDY_ATTR_SPLITS: context.splits,
+              STUDY_ATTR_RESOLUTION: context.resolution}
     recorded = study.user_attrs
     for key, value in values.items():
         if recorded.get(key) != value:  # N workers starting at once need not all write them
@@ -322,21 +324,23 @@ def run_worker(config: SearchConfig, *, progress: Progress | None = None, stop_e
     (counting every worker's), the timeout passes, or ``stop_event`` is set."""
     progress = progress or SilentProgress()
     context = prepare_context(config)
-    storage = make_storage(config.storage)
-    study = open_or_create_study(config, storage)
+    storage = make_storage(config.storage, for_search=True)
+    study = open_or_create_study(config, storage, context.space)
     study.sampler = TrialSeededSampler(config)
     record_study_settings(study, config, context)
     slots = Slots(config.trials, slot_lock(config.storage, storage, study.study_name))
     objective = Objective(context, progress, slots=slots, worker=worker, stop_event=stop_event)
     watcher = TrialWatcher(progress)
+    wait_notice = WaitNotice()
     stop = stop_event or threading.Event()
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     while not (stop.is_set() or watcher.gave_up or (deadline is not None and time.monotonic() > deadline)):
-        optuna.storages.fail_stale_trials(study)
+        fail_stale_trials(study)
         ledger = Ledger.read(study)
         if ledger.evaluated >= config.trials:
             break
         if ledger.held >= config.trials:  # the last slots are training elsewhere: wait, one may need a retry
+            wait_notice(study, config.trials)
             stop.wait(WAIT_SECONDS)
             continue
         try:

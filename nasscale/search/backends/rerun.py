@@ -25,6 +25,7 @@ from nasscale.search.record import (
     ATTR_PROXY_SETTINGS,
     ATTR_SEED,
     STUDY_ATTR_CONFIG,
+    STUDY_ATTR_RESOLUTION,
 )
 from nasscale.search.results import get_trial, open_study, trial_arch
 
@@ -34,6 +35,10 @@ def recorded_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Sea
     if stored is None:
         raise UnknownNameError(f"study {study.study_name!r} records no search settings ({STUDY_ATTR_CONFIG}); "
                                "only studies made by 'nasscale search' can be re-run")
+    if study.user_attrs.get(STUDY_ATTR_RESOLUTION) is None:
+        raise UnknownNameError(f"study {study.study_name!r} predates the evaluation protocol (no deployment resolution "
+                               "or validation split recorded): its trials trained on other splits and sizes than "
+                               "a rerun would, so they cannot be reproduced; search again into a new --study")
     values = {key: value for key, value in stored.items() if key in CONFIG_FIELDS}
     values |= trial.user_attrs.get(ATTR_PROXY_SETTINGS, {})
     return make_config(values)
