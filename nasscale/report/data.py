@@ -23,6 +23,8 @@ from nasscale.search.record import (
     LADDER_ATTR,
     STUDY_ATTR_CONFIG,
     STUDY_ATTR_OBJECTIVES,
+    STUDY_ATTR_RESOLUTION,
+    STUDY_ATTR_SPLITS,
 )
 from nasscale.search.results import best_trials, open_study, trial_row, trials_frame
 from nasscale.search.storage import require_existing_storage
@@ -268,6 +270,8 @@ class StudyData:
     importance_note: str  # why there are no importances, when there are none
     ladder: tuple[LadderPoint, ...]
     table: Any  # pandas.DataFrame from results.trials_frame, for --csv
+    splits: Mapping[str, Any] | None = None  # where the accuracies come from; None: recorded before the protocol
+    resolution: int | None = None  # the deployment resolution every trial was trained and costed at
 
     @property
     def is_multi_objective(self) -> bool:
@@ -292,7 +296,8 @@ def load_study_data(name: str, storage: str) -> StudyData:
                      config=attrs.get(STUDY_ATTR_CONFIG) or {}, rows=tuple(report_row(trial) for trial in trials),
                      top=tuple(report_row(trial) for trial in best_trials(study, top=TOP_ARCHITECTURES)),
                      importances=importances, importance_note=note,
-                     ladder=ladder_points(attrs.get(LADDER_ATTR)), table=trials_frame(study))
+                     ladder=ladder_points(attrs.get(LADDER_ATTR)), table=trials_frame(study),
+                     splits=attrs.get(STUDY_ATTR_SPLITS), resolution=attrs.get(STUDY_ATTR_RESOLUTION))
 
 
 def parameter_importances(study: Any) -> tuple[tuple[tuple[str, float], ...], str]:

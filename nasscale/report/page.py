@@ -110,9 +110,19 @@ def describe_study(study: StudyData) -> str:
     sampler: Any = config.get("sampler")  # a recorded setting: any value, or None
     sentence = (f"{SAMPLER_NAMES.get(sampler, sampler)} over {objectives} on space "
                 f"{config.get('space')} with data {config.get('data')}; {config.get('trials')} trained trials of "
-                f"{config.get('epochs')} epoch(s) at {config.get('proxy_resolution') or 'native'} px, "
-                f"seed {config.get('seed')}")
+                f"{config.get('epochs')} epoch(s) {_resolution_text(study)}, seed {config.get('seed')}")
     return sentence + (f"; budget {', '.join(budgets)}" if budgets else "") + _evaluation_text(config)
+
+
+def _resolution_text(study: StudyData) -> str:
+    """Where the accuracies come from and at what size the trials trained."""
+    if study.splits is None or study.resolution is None:
+        return ("recorded before the evaluation protocol (its accuracies may be on the test set, its MACs at "
+                "another resolution than it trained at)")
+    proxy = study.config.get("proxy_resolution")
+    trained = f"(the largest trained at proxy {proxy} px) " if proxy else ""
+    return (f"{trained}at the deployment resolution {study.resolution} px, scored on the validation split "
+            f"({study.splits.get('validation')}; test set unread)")
 
 
 def _evaluation_text(config: Mapping[str, Any]) -> str:
@@ -150,8 +160,10 @@ def _empty_reason(study: StudyData) -> str | None:
 def _overview(page: _Page, studies: Sequence[StudyData]) -> None:
     page.text("h1", "nasscale report: " + ", ".join(study.name for study in studies))
     storages = sorted({study.storage for study in studies})
-    page.text("p", f"Storage {', '.join(storages)}. Accuracy is validation accuracy after proxy training; MACs are "
-                   "multiply-adds at batch 1 (what EfficientNet calls FLOPs), counted from the architecture.", "note")
+    page.text("p", f"Storage {', '.join(storages)}. Accuracy is validation accuracy after proxy training, on a "
+                   "split of the training data (no search reads the test set); MACs are multiply-adds at batch 1 "
+                   "(what EfficientNet calls FLOPs), counted from the architecture at the resolution it trained "
+                   "at.", "note")
     page.table(["study", "search", "trials"],
                [(study.name, describe_study(study), _counts_text(study.counts)) for study in studies])
     for study in studies:
