@@ -24,7 +24,8 @@ from nasscale.spec.cost import cost
 
 def print_outcome(outcome: ScaleOutcome, request: ScaleRequest, console: Any) -> None:
     base_cost = cost(outcome.baseline.arch)
-    accuracy = f", proxy accuracy {outcome.baseline.accuracy:.4f}" if outcome.baseline.accuracy is not None else ""
+    accuracy = (f", validation accuracy {outcome.baseline.accuracy:.4f}" if outcome.baseline.accuracy is not None
+                else "")
     console.print(f"base {outcome.baseline.name}: {format_count(base_cost.params)} params, "
                   f"{format_count(base_cost.macs)} MACs at {outcome.baseline.arch.resolution}{accuracy}",
                   highlight=False)
@@ -86,8 +87,8 @@ def print_evaluated(grid: Any, console: Any) -> None:
 
     trained = sorted((row for row in grid.rows if row.accuracy is not None), key=grid.rank_key)
     table = Table(title=f"Solver: the {len(trained)} feasible candidates closest to {grid.target_ratio:g}x, trained "
-                        "on the proxy task, most accurate first")
-    for column in ("alpha, beta, gamma", "resolution", "MACs", "deviation", "proxy accuracy", ""):
+                        "on the proxy task, most accurate on the validation split first")
+    for column in ("alpha, beta, gamma", "resolution", "MACs", "deviation", "val_accuracy", ""):
         table.add_column(column, justify="left" if column.startswith("alpha") else "right")
     for row in trained:
         table.add_row(_coefficients_text(row.coefficients), str(row.resolution), format_count(row.macs),
@@ -105,7 +106,7 @@ def print_ladder(outcome: ScaleOutcome, request: ScaleRequest, console: Any) -> 
                         + (" (analytic, dry run)" if request.dry_run else ""))
     columns = ["phi", "profile" if request.non_uniform else "coefficients", "res", "width", "layers per stage",
                "params", "MACs", "target", "deviation", "method"]
-    columns += ["proxy acc"] if outcome.evaluation else []
+    columns += ["val_accuracy", "test_accuracy"] if outcome.evaluation else []
     columns += ["latency ms"] if request.latency else []
     columns += ["released", "rel. MACs", "rel. dev"] if outcome.released else []
     for column in columns:
@@ -126,7 +127,7 @@ def _ladder_cells(record: dict[str, Any], request: ScaleRequest, outcome: ScaleO
              format_count(record["params"]), format_count(record["macs"]), format_count(record["target_macs"]),
              f"{record['deviation']:+.2%}", record["method"]]
     if outcome.evaluation:
-        cells.append("failed" if record["accuracy"] is None else f"{record['accuracy']:.4f}")
+        cells += ["failed" if record[key] is None else f"{record[key]:.4f}" for key in ("accuracy", "test_accuracy")]
     if request.latency:
         cells.append(f"{record['latency']['median_ms']:.1f}")
     if outcome.released:
