@@ -156,8 +156,17 @@ def _check_same_build(recorded: dict[str, Any], meta: dict[str, Any], path: Path
     for key in ("space_definition", "data", "resolution", "recipe", "architectures", "selection", "splits"):
         if recorded.get(key) != meta[key]:
             raise BenchmarkError(f"{path}: holds rows built with another {key.replace('_', ' ')} "
-                                 f"({_short(recorded.get(key))} vs {_short(meta[key])}); resume it with the same "
+                                 f"({_difference(recorded.get(key), meta[key])}); resume it with the same "
                                  "settings, or write a new table with another --out")
+
+
+def _difference(recorded: Any, asked: Any) -> str:
+    """What differs, field by field for two records ("epochs 4 in the file, 3 asked")."""
+    if isinstance(recorded, dict) and isinstance(asked, dict):
+        keys = [key for key in sorted(set(recorded) | set(asked)) if recorded.get(key) != asked.get(key)]
+        return ", ".join(f"{key} {_short(recorded.get(key))} in the file, {_short(asked.get(key))} asked"
+                         for key in keys[:3])
+    return f"{_short(recorded)} in the file, {_short(asked)} asked"
 
 
 def _short(value: Any) -> str:

@@ -82,6 +82,8 @@ def test_a_build_resumes_where_it_stopped(micro_table, tmp_path):
 def test_resuming_with_another_recipe_is_refused(micro_table):
     with pytest.raises(BenchmarkError, match="another recipe"):
         plan_build(micro_request(micro_table.out.parent, epochs=3))
+    with pytest.raises(BenchmarkError, match="epochs 2 in the file, 3 asked"):
+        plan_build(micro_request(micro_table.out.parent, epochs=3))
 
 
 def test_bench_info_reports_the_front_and_the_rank_stability(capsys, micro_table):
