@@ -35,7 +35,8 @@ def search(
                                                         "[accuracy,macs].")] = None,
     max_macs: Annotated[str | None, typer.Option(help="MAC budget, e.g. 400M (checked before training).")] = None,
     max_params: Annotated[str | None, typer.Option(help="Parameter budget, e.g. 5M.")] = None,
-    sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random [nsga2].")] = None,
+    sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | evolution (regularized evolution) | "
+                                                     "local (Pareto local search) | gp [nsga2].")] = None,
     reward: Annotated[str | None, typer.Option(help="mnas: single objective ACC x (MACs/T)^w.")] = None,
     target_macs: Annotated[str | None, typer.Option(help="T of the MnasNet reward, e.g. 400M.")] = None,
     max_latency: Annotated[str | None, typer.Option(help="Latency budget per batch-1 forward pass, e.g. 15ms "

@@ -28,7 +28,9 @@ Direction = Literal["minimize", "maximize"]  # as optuna.create_study takes them
 # Each objective with its Optuna direction. latency: milliseconds of a batch-1 forward pass (see latency_table).
 OBJECTIVE_DIRECTIONS: dict[str, Direction] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize",
                                               "latency": "minimize"}
-SAMPLER_NAMES = ("nsga2", "tpe", "random")
+# evolution: regularized evolution; local: multi-objective local search (nasscale.search.evolution); gp: Optuna's
+# Gaussian-process sampler.
+SAMPLER_NAMES = ("nsga2", "tpe", "random", "evolution", "local", "gp")
 REWARD_NAMES = ("mnas",)
 TRAINING_EVALUATOR = "training"
 ZERO_COST_PREFIX = "zero-cost:"  # --evaluator zero-cost:NAME scores each trial with a proxy instead of training
@@ -49,7 +51,8 @@ class SearchConfig:
     max_macs: int | None = None
     max_params: int | None = None
     sampler: str = "nsga2"
-    population_size: int = 8  # NSGA-II generation size
+    population_size: int = 8  # NSGA-II generation size; regularized evolution's population
+    tournament_size: int = 3  # regularized evolution: population members drawn to pick a parent
     reward: str | None = None  # "mnas": single objective ACC x (MACs / target_macs) ^ reward_exponent
     target_macs: int | None = None
     reward_exponent: float = -0.07
@@ -250,13 +253,17 @@ def validate_config(config: SearchConfig) -> None:
         raise SpecError("sampler", f"must be one of {', '.join(SAMPLER_NAMES)}, got {config.sampler!r}")
     validate_evaluation(config)
     validate_reward(config)
-    for name in ("trials", "epochs", "batch_size", "population_size", "threads", "workers", "cpus_per_trial",
+    for name in ("trials", "epochs", "batch_size", "population_size", "tournament_size", "threads", "workers",
+                 "cpus_per_trial",
                  "latency_repeats"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(name, f"must be a positive integer, got {value!r}")
-    if config.population_size < 2 and config.sampler == "nsga2":
-        raise SpecError("population_size", f"must be at least 2 for NSGA-II, got {config.population_size}")
+    if config.population_size < 2 and config.sampler in ("nsga2", "evolution"):
+        raise SpecError("population_size", f"must be at least 2 for {config.sampler}, got {config.population_size}")
+    if config.tournament_size > config.population_size and config.sampler == "evolution":
+        raise SpecError("tournament_size", f"draws from the population of {config.population_size}; give at most "
+                                           f"that many, got {config.tournament_size}")
     for name in ("resolution", "proxy_resolution", "max_train_samples", *COUNT_FIELDS):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nasscale.search.config import SearchConfig
+from nasscale.search.evolution import ParetoLocalSearchSampler, RegularizedEvolutionSampler
 from nasscale.search.objective import (
     SearchError,
 )
@@ -26,6 +27,15 @@ def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
         case "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        case "evolution":
+            return RegularizedEvolutionSampler(population_size=config.population_size,
+                                               sample_size=config.tournament_size, seed=seed)
+        case "local":
+            return ParetoLocalSearchSampler(startup_trials=config.population_size, seed=seed)
+        case "gp":
+            # Decisions that apply to some block types only fall outside its joint space and are drawn at random.
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.population_size,
+                                             warn_independent_sampling=False)
     raise SearchError(f"unknown sampler {config.sampler!r}")
 
 
