@@ -302,9 +302,10 @@ def summarise_tabular(scored: list[dict], samplers: list[str], budgets: list[int
             row = {key: confidence_interval([run[key] for run in runs])
                    for key in ("hypervolume", "front_found", "distinct", "compute_seconds")}
             if sampler != "random" and "random" in samplers:
-                row["hypervolume_minus_random"] = confidence_interval(
-                    [by[(sampler, seed)]["by_budget"][budget]["hypervolume"]
-                     - by[("random", seed)]["by_budget"][budget]["hypervolume"] for seed in seeds])
+                differences = [by[(sampler, seed)]["by_budget"][budget]["hypervolume"]
+                               - by[("random", seed)]["by_budget"][budget]["hypervolume"] for seed in seeds]
+                row["hypervolume_minus_random"] = confidence_interval(differences)
+                row["win_rate_against_random"] = sum(difference > 0 for difference in differences) / len(seeds)
             summary[sampler][budget] = row
     return summary
 
