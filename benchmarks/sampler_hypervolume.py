@@ -254,8 +254,10 @@ def run_tabular(options: argparse.Namespace, sampler: str, seed: int, folder: st
     charged training seconds), or None for a trial that did not complete."""
     from nasscale.search.backends.optuna_backend import run_search
     from nasscale.search.record import ATTR_ACCURACY, ATTR_ARCH_ID, ATTR_MACS, ATTR_TIMINGS
+    from nasscale.search.storage import quiet_optuna
     from nasscale.search.trials import is_evaluated
 
+    quiet_optuna()  # a line per trial would be 150,000 lines
     started = time.perf_counter()
     study = run_search(tabular_config(options, sampler, seed, folder, trials))
     evaluated = [trial for trial in study.get_trials(deepcopy=False) if is_evaluated(trial)]
