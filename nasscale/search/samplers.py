@@ -1,6 +1,7 @@
-"""The samplers and pruners a search can use, by name. Each trial's sampler is built afresh with seed + trial
-number (``TrialSeededSampler``), so one worker with a fixed seed repeats its sequence and concurrent workers
-never share a random stream.
+"""The samplers and pruners a search can use, by name. Each trial's sampler is built afresh with a seed made of the
+study's seed and the trial number (``TrialSeededSampler``, ``sampler_seed``), so one worker with a fixed seed
+repeats its sequence, concurrent workers never share a random stream, and studies of different seeds are
+independent.
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler
     raise SearchError(f"unknown sampler {config.sampler!r}")
 
 
+SEED_STRIDE = 1_000_003  # a prime above any study's trial count
+
+
+def sampler_seed(seed: int, trial_number: int) -> int:
+    """The seed of one trial's sampler: distinct for every (study seed, trial) pair, so that studies with seeds s and
+    s + 1 draw independent streams (seed + trial number would make one the other shifted by a trial)."""
+    return seed * SEED_STRIDE + trial_number
+
+
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """The configured sampler, made afresh for each trial with seed + trial number (see the module docstring)."""
+    """The configured sampler, made afresh for each trial with ``sampler_seed`` (see the module docstring)."""
 
     def __init__(self, config: SearchConfig):
         self.config = config
@@ -48,7 +58,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
     def _sampler(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
         if trial.number not in self.by_trial:
-            self.by_trial[trial.number] = make_sampler(self.config, self.config.seed + trial.number)
+            self.by_trial[trial.number] = make_sampler(self.config, sampler_seed(self.config.seed, trial.number))
         return self.by_trial[trial.number]
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -25,7 +25,7 @@ worker stopped by SIGINT/SIGTERM (or a Ray stop) fails its trial with ``interrup
 same way. Killed and interrupted trials do not count towards ``--trials``; diverged ones do (their
 failure is the result).
 
-Sampling. Each trial's sampler is built afresh with seed + trial number: one worker with a fixed seed
+Sampling. Each trial's sampler is built afresh from the seed and trial number: one worker with a fixed seed
 proposes the same sequence every run, concurrent workers never share a random stream, and a resumed
 study gets fresh proposals. Optuna's samplers read the history from the storage, so they keep nothing
 else between trials.

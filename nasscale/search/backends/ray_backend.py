@@ -27,7 +27,7 @@ doing ask-and-tell instead:
 - An actor lost with its node is restarted by Ray and runs the loop again; the trial it held is failed
   by its heartbeat and retried.
 
-The sampler seeds each trial with seed + trial number, so one worker with a fixed seed repeats its
+The sampler seeds each trial from the seed and trial number, so one worker with a fixed seed repeats its
 sequence of architectures; with several, every trial's architecture, parameters and seed are recorded
 and ``nasscale rerun`` retrains any of them.
 """
