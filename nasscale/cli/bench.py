@@ -11,7 +11,6 @@ from rich.table import Table
 
 from nasscale.cli.output import JsonFlag, console, error_console, print_json, progress_bars
 from nasscale.evaluate.benchmark_table import BuildRequest, load_table
-from nasscale.evaluate.settings import RECIPE_DEFAULTS
 from nasscale.search.benchmark_info import describe
 from nasscale.units import format_count
 
@@ -30,8 +29,8 @@ def build(
     resolution: Annotated[int | None, typer.Option(min=1, help="Deployment resolution [the data's native size].")]
     = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per architecture, each recorded.")] = DEFAULTS.epochs,
-    batch_size: Annotated[int, typer.Option(min=1)] = RECIPE_DEFAULTS.batch_size,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = RECIPE_DEFAULTS.learning_rate,
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULTS.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = DEFAULTS.learning_rate,
     max_train_samples: Annotated[int | None, typer.Option(min=1, help="Training images per architecture.")]
     = DEFAULTS.max_train_samples,
     max_validation_samples: Annotated[int | None, typer.Option(min=1)] = DEFAULTS.max_validation_samples,

@@ -104,7 +104,7 @@ def build_table(request: BuildRequest, plan: BuildPlan,
     connection = open_table_file(request.out, create=True)
     written = 0
     try:
-        for row in _train_all(request, plan.resolution, remaining):
+        for row in _train_all(request, remaining):
             write_rows(connection, [row])
             written += 1
             if on_row is not None:
@@ -177,7 +177,7 @@ def _short(value: Any) -> str:
 # ------------------------------------------------------------------------------------------------ training
 
 
-def _train_all(request: BuildRequest, resolution: int, archs: list[Arch]) -> Iterator[BenchmarkRow]:
+def _train_all(request: BuildRequest, archs: list[Arch]) -> Iterator[BenchmarkRow]:
     if request.workers == 1:
         _start_worker(request)
         for arch in archs:
@@ -211,8 +211,7 @@ def _start_worker(request: BuildRequest) -> None:
     train, validation = _splits(request)
     test = load_test_set(request.data, test_fraction=request.test_fraction, split_seed=request.split_seed,
                          max_samples=request.max_test_samples)
-    batch = proxy_batch(train, PROXY_BATCH_SIZE, resolution=None, seed=request.seed) if request.proxies else None
-    _WORKER.update(request=request, train=train, validation=validation, test=test, batch=batch)
+    _WORKER.update(request=request, train=train, validation=validation, test=test, batches={})
 
 
 def _train_one(arch_data: dict[str, Any]) -> BenchmarkRow:
@@ -245,8 +244,11 @@ def _proxy_scores(arch: Arch, seed: int) -> dict[str, float | None]:
     # torch: imported where needed, so this module loads without it
     from nasscale.evaluate.zero_cost import PROXIES, ProxyError, score
 
-    images, labels = _WORKER["batch"]
-    batch = (_resized(images, arch.resolution), labels)
+    batches = _WORKER["batches"]  # one proxy batch per resolution, resized as training resizes
+    if arch.resolution not in batches:
+        batches[arch.resolution] = proxy_batch(_WORKER["train"], PROXY_BATCH_SIZE, resolution=arch.resolution,
+                                               seed=seed)
+    batch = batches[arch.resolution]
     scores: dict[str, float | None] = {}
     for name in PROXIES:
         try:
@@ -254,13 +256,3 @@ def _proxy_scores(arch: Arch, seed: int) -> dict[str, float | None]:
         except ProxyError:
             scores[name] = None
     return scores
-
-
-def _resized(images: Any, resolution: int) -> Any:
-    import torch.nn.functional as F
-
-    if tuple(images.shape[-2:]) == (resolution, resolution):
-        return images
-    shrinking = resolution < max(images.shape[-2:])
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                         antialias=shrinking)

@@ -149,9 +149,7 @@ class BenchmarkTable:
     def answer(self, arch_id: str, epochs: int | None = None) -> TabularAnswer:
         """The table's record of ``arch_id`` after ``epochs`` epochs (default: all it holds)."""
         epochs = self.epochs if epochs is None else epochs
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= self.epochs:
-            raise BenchmarkError(f"{self.path}: the table holds learning curves of 1 to {self.epochs} epochs, not "
-                                 f"{epochs!r}; ask for at most --epochs {self.epochs}")
+        self.check_epochs(epochs)
         row = self.rows.get(arch_id)
         if row is None:
             raise BenchmarkError(f"{self.path}: architecture {arch_id} is not in the table ({len(self.rows)} of "
@@ -159,6 +157,12 @@ class BenchmarkTable:
         point = row.curve[epochs - 1]
         return TabularAnswer(point.validation_accuracy, point.validation_loss, epochs,
                              row.train_seconds * epochs / len(row.curve))
+
+    def check_epochs(self, epochs: int) -> None:
+        """Refuse an epoch budget the learning curves do not reach."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= self.epochs:
+            raise BenchmarkError(f"{self.path}: the table holds learning curves of 1 to {self.epochs} epochs, not "
+                                 f"{epochs!r}; ask for at most --epochs {self.epochs}")
 
     def check_fits(self, *, space_definition: dict[str, Any], data: str, resolution: int) -> None:
         """Refuse a search the table cannot answer: another space, data or deployment resolution."""

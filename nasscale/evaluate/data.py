@@ -165,7 +165,8 @@ def load_splits(source: DataSource | str, *, validation_fraction: float = DEFAUL
     ``max_train_samples`` and ``max_validation_samples`` keep stratified samples of each (fixed by
     ``split_seed``), taken after the split, so a smaller proxy never moves an image between the splits."""
     source = _as_source(source)
-    _check_fractions(validation_fraction, test_fraction)
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("test_fraction", test_fraction)
     pool = _training_pool(source, test_fraction=test_fraction, split_seed=split_seed, image_size=image_size)
     labels, count = pool.labels, round(len(pool.indices) * validation_fraction)
     if not 0 < count < len(pool.indices):
@@ -183,7 +184,7 @@ def load_test_set(source: DataSource | str, *, test_fraction: float = DEFAULT_TE
     """The test set: the official one, or the ``test_fraction`` held out of a source that has none. Only final
     evaluation reads it (``nasscale train``, the scale ladder's final runs, benchmarks), once, labelled test."""
     source = _as_source(source)
-    _check_fractions(DEFAULT_VALIDATION_FRACTION, test_fraction)
+    _check_fraction("test_fraction", test_fraction)
     if source.kind in OFFICIAL_SPLIT_KINDS:
         return load_dataset(source, split="test", max_samples=max_samples, seed=split_seed)
     whole = load_dataset(source, image_size=image_size)
@@ -213,10 +214,9 @@ def native_resolution(dataset: Dataset) -> int:
     return side if side >= SMALLEST_NATIVE_RESOLUTION else UPSAMPLED_RESOLUTION
 
 
-def _check_fractions(validation_fraction: float, test_fraction: float) -> None:
-    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise DataError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise DataError(f"{name} must lie strictly between 0 and 1, got {value!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -58,11 +58,10 @@ class BenchmarkInfo:
                 "build_seconds": self.build_seconds}
 
 
-def table_points(rows: list[BenchmarkRow], epochs: int | None = None) -> list[tuple[float, float]]:
-    """(validation accuracy after ``epochs`` epochs, MACs / the largest MACs of ``rows``) per row."""
+def table_points(rows: list[BenchmarkRow]) -> list[tuple[float, float]]:
+    """(final validation accuracy, MACs / the largest MACs of ``rows``) per row."""
     largest = max(row.macs for row in rows)
-    index = (epochs or len(rows[0].curve)) - 1
-    return [(row.curve[index].validation_accuracy, row.macs / largest) for row in rows]
+    return [(row.final_accuracy, row.macs / largest) for row in rows]
 
 
 def true_front(table: BenchmarkTable) -> tuple[list[BenchmarkRow], float]:
