@@ -37,6 +37,13 @@ def search(
     max_params: Annotated[str | None, typer.Option(help="Parameter budget, e.g. 5M.")] = None,
     sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | evolution (regularized evolution) | "
                                                      "local (Pareto local search) | gp [nsga2].")] = None,
+    pruner: Annotated[str | None, typer.Option(help="auto (median pruner for one objective, none for several) | "
+                                                    "none | mo-asha: multi-objective successive halving, the top "
+                                                    "1/eta of each rung by non-dominated sorting go on [auto].")]
+    = None,
+    min_epochs: Annotated[int | None, typer.Option(help="mo-asha: the first rung, in epochs [1].")] = None,
+    reduction_factor: Annotated[int | None, typer.Option(help="mo-asha: eta; rungs at min-epochs x eta^k [3].")]
+    = None,
     reward: Annotated[str | None, typer.Option(help="mnas: single objective ACC x (MACs/T)^w.")] = None,
     target_macs: Annotated[str | None, typer.Option(help="T of the MnasNet reward, e.g. 400M.")] = None,
     max_latency: Annotated[str | None, typer.Option(help="Latency budget per batch-1 forward pass, e.g. 15ms "
@@ -91,10 +98,12 @@ def search(
     Running the same command again resumes the same study. Ctrl-C stops cleanly; finished trials are kept.
     Several processes (or --backend ray) on one --storage share the study and its --trials total.
     """
-    from nasscale.search.results import best_frame, failure_summary, trials_frame  # optuna, pandas: not for --help
+    # optuna, pandas: not for --help
+    from nasscale.search.results import best_frame, describe_counts, failure_summary, trial_counts
 
     overrides = {"space": space, "data": data, "trials": trials, "timeout": timeout, "epochs": epochs,
                  "objectives": objectives, "max_macs": max_macs, "max_params": max_params, "sampler": sampler,
+                 "pruner": pruner, "min_epochs": min_epochs, "reduction_factor": reduction_factor,
                  "reward": reward, "target_macs": target_macs, "reward_exponent": w, "storage": storage,
                  "study": study, "seed": seed, "resolution": resolution, "proxy_resolution": proxy_resolution,
                  "validation_fraction": validation_fraction, "split_seed": split_seed, "batch_size": batch_size,
@@ -112,17 +121,16 @@ def search(
     if failed is not None:
         raise NasscaleError(failed)
     front = best_frame(result)
-    all_trials = trials_frame(result)
+    counts = trial_counts(result)
     if as_json:
         print_json({"study": result.study_name, "storage": search_config.storage,
-                    "objectives": search_config.objective_names,
-                    "trials": int((all_trials["note"] == "").sum()), "best": _records(front)})
+                    "objectives": search_config.objective_names, "trials": counts["complete"], "counts": counts,
+                    "best": _records(front)})
         return
     print_trials_table(front, title=f"Pareto front of study {result.study_name!r} ({search_config.storage})"
                        if search_config.is_multi_objective else f"Best trials of study {result.study_name!r}")
-    infeasible = int(all_trials["state"].eq("pruned").sum())
-    console.print(f"{len(all_trials)} trials in the study ({infeasible} pruned or over budget). "
-                  f"Next: nasscale export --study {result.study_name} --trial N --out DIR", highlight=False)
+    console.print(f"{describe_counts(counts)}. Next: nasscale export --study {result.study_name} --trial N --out DIR",
+                  highlight=False)
 
 
 def _records(frame) -> list[dict]:

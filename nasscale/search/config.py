@@ -31,6 +31,9 @@ OBJECTIVE_DIRECTIONS: dict[str, Direction] = {"accuracy": "maximize", "macs": "m
 # evolution: regularized evolution; local: multi-objective local search (nasscale.search.evolution); gp: Optuna's
 # Gaussian-process sampler.
 SAMPLER_NAMES = ("nsga2", "tpe", "random", "evolution", "local", "gp")
+# auto: Optuna's median pruner (ASHA on Ray) for single-objective studies, none for multi-objective ones (Optuna
+# prunes single objectives only); mo-asha: multi-objective successive halving (nasscale.search.early_stopping).
+PRUNER_NAMES = ("auto", "none", "mo-asha")
 REWARD_NAMES = ("mnas",)
 TRAINING_EVALUATOR = "training"
 ZERO_COST_PREFIX = "zero-cost:"  # --evaluator zero-cost:NAME scores each trial with a proxy instead of training
@@ -53,6 +56,9 @@ class SearchConfig:
     sampler: str = "nsga2"
     population_size: int = 8  # NSGA-II generation size; regularized evolution's population
     tournament_size: int = 3  # regularized evolution: population members drawn to pick a parent
+    pruner: str = "auto"  # PRUNER_NAMES
+    min_epochs: int = 1  # mo-asha: the first rung, in epochs
+    reduction_factor: int = 3  # mo-asha: eta; rungs at min_epochs x eta^k, the top 1/eta of each rung go on
     reward: str | None = None  # "mnas": single objective ACC x (MACs / target_macs) ^ reward_exponent
     target_macs: int | None = None
     reward_exponent: float = -0.07
@@ -173,6 +179,7 @@ class SearchConfig:
 
 
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(SearchConfig))
+FIELD_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SearchConfig)}
 # What a trial's proxy accuracy depends on besides its architecture: recorded on each trial (for rerun) and
 # inherited by the scaler's candidates from the search that produced their baseline.
 PROXY_SETTING_FIELDS = ("data", "resolution", "validation_fraction", "test_fraction", "split_seed",
@@ -254,8 +261,7 @@ def validate_config(config: SearchConfig) -> None:
     validate_evaluation(config)
     validate_reward(config)
     for name in ("trials", "epochs", "batch_size", "population_size", "tournament_size", "threads", "workers",
-                 "cpus_per_trial",
-                 "latency_repeats"):
+                 "cpus_per_trial", "latency_repeats", "min_epochs", "reduction_factor"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SpecError(name, f"must be a positive integer, got {value!r}")
@@ -280,7 +286,26 @@ def validate_config(config: SearchConfig) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not (math.isfinite(value) and value > 0)):
             raise SpecError(name, f"must be positive milliseconds, got {value!r}")
+    validate_pruner(config)
     validate_backend(config)
+
+
+def validate_pruner(config: SearchConfig) -> None:
+    if config.pruner not in PRUNER_NAMES:
+        raise SpecError("pruner", f"must be one of {', '.join(PRUNER_NAMES)}, got {config.pruner!r}")
+    if config.pruner != "mo-asha":
+        for name in ("min_epochs", "reduction_factor"):
+            if getattr(config, name) != FIELD_DEFAULTS[name]:
+                raise SpecError(name, "sets the rungs of --pruner mo-asha; add it, or leave this out")
+        return
+    if config.zero_cost_proxy is not None:
+        raise SpecError("pruner", "mo-asha stops training early; with --evaluator zero-cost:NAME nothing trains")
+    if config.reduction_factor < 2:
+        raise SpecError("reduction_factor", f"must be at least 2 (keep the top 1/eta of each rung), got "
+                                            f"{config.reduction_factor}")
+    if config.min_epochs >= config.epochs:
+        raise SpecError("min_epochs", f"must be below --epochs ({config.epochs}) for mo-asha to stop anything, got "
+                                      f"{config.min_epochs}; raise --epochs or lower --min-epochs")
 
 
 def validate_reward(config: SearchConfig) -> None:

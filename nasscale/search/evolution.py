@@ -14,7 +14,6 @@ study ranks by value.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -24,46 +23,14 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from nasscale.search.pareto import nondominated_order
+
 # ---------------------------------------------------------------------------------------------- ranking
-
-
-def _minimised(trial: FrozenTrial, directions: Sequence[StudyDirection]) -> tuple[float, ...]:
-    values = trial.values or []
-    return tuple(-value if direction is StudyDirection.MAXIMIZE else value
-                 for value, direction in zip(values, directions, strict=True))
-
-
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
 def rank_and_crowding(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> dict[int, tuple]:
     """trial number -> (non-dominated rank, -crowding distance): smaller is better, as NSGA-II sorts."""
-    points = {trial.number: _minimised(trial, directions) for trial in trials}
-    remaining, order, rank = dict(points), {}, 0
-    while remaining:
-        front = [number for number, point in remaining.items()
-                 if not any(_dominates(other, point) for other in remaining.values())]
-        crowding = _crowding({number: remaining[number] for number in front})
-        for number in front:
-            order[number] = (rank, -crowding[number])
-            del remaining[number]
-        rank += 1
-    return order
-
-
-def _crowding(points: dict[int, tuple[float, ...]]) -> dict[int, float]:
-    distance = dict.fromkeys(points, 0.0)
-    if not points:
-        return distance
-    for axis in range(len(next(iter(points.values())))):
-        ordered = sorted(points, key=lambda number: points[number][axis])
-        span = points[ordered[-1]][axis] - points[ordered[0]][axis]
-        distance[ordered[0]] = distance[ordered[-1]] = math.inf
-        for before, middle, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
-            if span > 0:
-                distance[middle] += (points[after][axis] - points[before][axis]) / span
-    return distance
+    return nondominated_order({trial.number: trial.values for trial in trials}, directions)  # type: ignore[return-value]
 
 
 def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
@@ -96,7 +63,9 @@ def _completed(study: optuna.Study) -> list[FrozenTrial]:
 
 class _MutatingSampler(optuna.samplers.BaseSampler):
     """Shared by both samplers: ``before_trial`` picks ``self.parent`` and ``self.mutation`` (name, new value),
-    and ``sample_independent`` copies the parent's other decisions."""
+    and ``sample_independent`` copies the parent's other decisions. Neither proposes a neighbour some trial has
+    tried; what slips through (two decisions making one architecture, two workers at once) the objective catches
+    by ``arch_id`` and does not train again."""
 
     def __init__(self, *, seed: int | None = None):
         self.random = random.Random(seed)
@@ -126,18 +95,14 @@ class _MutatingSampler(optuna.samplers.BaseSampler):
         self.random.seed()
         self.fallback.reseed_rng()
 
-    def _mutate(self, parent: FrozenTrial, name: str | None = None) -> None:
-        name = name or self.random.choice(mutable_decisions(parent))
-        self.parent = parent
-        self.mutation = (name, self.random.choice(other_values(parent.distributions[name], parent.params[name])))
-
 
 class RegularizedEvolutionSampler(_MutatingSampler):
     """Regularized (aging) evolution, Real, Aggarwal, Huang and Le 2019 ("Regularized Evolution for Image
     Classifier Architecture Search", AAAI), made multi-objective: the population is the last
     ``population_size`` completed trials (the oldest leaves as a new one arrives); ``sample_size`` of them are
     drawn at random and the best by non-dominated rank and crowding distance among the population is the parent;
-    one of its decisions is mutated. Until the population is full, trials are random."""
+    one of its decisions is mutated, to a value no trial has tried with the parent's other decisions (a parent
+    whose neighbours were all tried has a random child). Until the population is full, trials are random."""
 
     def __init__(self, *, population_size: int = 20, sample_size: int = 5, seed: int | None = None):
         super().__init__(seed=seed)
@@ -151,7 +116,12 @@ class RegularizedEvolutionSampler(_MutatingSampler):
             return
         ranks = rank_and_crowding(population, study.directions)
         contestants = self.random.sample(population, self.sample_size)
-        self._mutate(min(contestants, key=lambda trial: (ranks[trial.number], trial.number)))
+        parent = min(contestants, key=lambda trial: (ranks[trial.number], trial.number))
+        untried = untried_mutations(parent, _tried(study))
+        if untried:  # else the child is random: every neighbour of the parent has been tried
+            name = self.random.choice(sorted({name for name, _ in untried}))  # one choice, then its new value
+            self.parent = parent
+            self.mutation = (name, self.random.choice([value for other, value in untried if other == name]))
 
 
 class ParetoLocalSearchSampler(_MutatingSampler):
@@ -169,19 +139,28 @@ class ParetoLocalSearchSampler(_MutatingSampler):
         completed = _completed(study)
         if len(completed) < self.startup_trials:
             return
-        tried = [dict(other.params) for other in study.get_trials(deepcopy=False) if other.params]
+        tried = _tried(study)
         front = pareto_front(completed, study.directions)
         self.random.shuffle(front)
         for member in front:
-            untried = [(name, value) for name in mutable_decisions(member)
-                       for value in other_values(member.distributions[name], member.params[name])
-                       if not any(_is_neighbour_tried(member.params, name, value, other) for other in tried)]
+            untried = untried_mutations(member, tried)
             if untried:
-                name, value = self.random.choice(untried)
-                self.parent, self.mutation = member, (name, value)
+                self.parent, self.mutation = member, self.random.choice(untried)
                 return
 
 
-def _is_neighbour_tried(params: dict[str, Any], name: str, value: Any, other: dict[str, Any]) -> bool:
-    """Whether ``other`` made the neighbour's decisions: the parent's, with ``name`` set to ``value``."""
-    return other.get(name) == value and all(other.get(key) == item for key, item in params.items() if key != name)
+def _tried(study: optuna.Study) -> list[dict[str, Any]]:
+    """The decisions of every trial so far, whatever its state (a pruned or failed one is tried too)."""
+    return [dict(other.params) for other in study.get_trials(deepcopy=False) if other.params]
+
+
+def untried_mutations(member: FrozenTrial, tried: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(decision, new value) of each neighbour of ``member`` (one decision changed) no trial has made: a trial made
+    it when it differs from ``member`` in that one decision only (it may have made more, for a new block type)."""
+    made = set()
+    for other in tried:
+        differing = [name for name, value in member.params.items() if other.get(name) != value]
+        if len(differing) == 1:
+            made.add((differing[0], other.get(differing[0])))
+    return [(name, value) for name in mutable_decisions(member)
+            for value in other_values(member.distributions[name], member.params[name]) if (name, value) not in made]

@@ -53,7 +53,7 @@ from nasscale.search.record import (
 )
 from nasscale.space.deployment import at_resolution
 from nasscale.space.domains import distinct_integer_values
-from nasscale.space.extent import mac_range
+from nasscale.space.extent import mac_range, space_size
 from nasscale.space.parsing import load_space
 from nasscale.space.sampling import RandomChooser, sample
 from nasscale.spec.arch import Arch, to_dict
@@ -123,6 +123,10 @@ def prepare_context(config: SearchConfig) -> SearchContext:
     train, validation = load_search_splits(config)
     resolution = config.resolution or native_resolution(train)
     space = at_resolution(load_space(config.space), resolution)
+    size = space_size(space)
+    if size < config.trials:  # no trial evaluates an architecture twice (nasscale.search.backends.optuna_backend)
+        raise SearchError(f"space {config.space!r} holds {size} distinct architectures, fewer than --trials "
+                          f"{config.trials}; every trial evaluates a new one: lower --trials to at most {size}")
     if config.max_macs is not None:
         smallest, _ = mac_range(space, in_channels=train.in_channels, num_classes=train.num_classes)
         if smallest > config.max_macs:
@@ -314,13 +318,14 @@ def score_architecture(arch: Arch, context: SearchContext, *, seed: int) -> dict
     return {ATTR_ACCURACY: value, ATTR_TIMINGS: {"score_seconds": time.perf_counter() - started}}
 
 
-def prefilter_candidates(first: Candidate, context: SearchContext, *, seed: int) -> list[Candidate]:
-    """The trial's own sample and up to K - 1 distinct random architectures within the budgets, drawn from a
-    chooser seeded by the trial's seed (a retry draws the same ones)."""
+def prefilter_candidates(first: Candidate, context: SearchContext, *, seed: int,
+                         evaluated: frozenset[str] = frozenset()) -> list[Candidate]:
+    """The trial's own sample and up to K - 1 distinct random architectures within the budgets, none of them
+    ``evaluated`` already, drawn from a chooser seeded by the trial's seed (a retry draws the same ones)."""
     assert context.config.prefilter_proxy is not None  # callers prefilter only under --prefilter NAME:K
     _, wanted = context.config.prefilter_proxy
     chooser = RandomChooser(seed)
-    candidates, seen = [first], {first.arch.arch_id}
+    candidates, seen = [first], {first.arch.arch_id, *evaluated}
     for _ in range((wanted - 1) * MAX_DRAWS_PER_CANDIDATE):
         if len(candidates) >= wanted:
             break
@@ -336,13 +341,14 @@ def prefilter_candidates(first: Candidate, context: SearchContext, *, seed: int)
     return candidates
 
 
-def prefilter(first: Candidate, context: SearchContext, *, seed: int) -> tuple[Candidate, dict[str, Any]]:
+def prefilter(first: Candidate, context: SearchContext, *, seed: int,
+              evaluated: frozenset[str] = frozenset()) -> tuple[Candidate, dict[str, Any]]:
     """--prefilter NAME:K: score the candidates with proxy NAME and pick the best (the sample on a tie). Returns it
     with the record of every candidate's id and score; a candidate the proxy fails on scores None."""
     assert context.config.prefilter_proxy is not None  # callers prefilter only under --prefilter NAME:K
     name, wanted = context.config.prefilter_proxy
     started = time.perf_counter()
-    candidates = prefilter_candidates(first, context, seed=seed)
+    candidates = prefilter_candidates(first, context, seed=seed, evaluated=evaluated)
     scores: list[float | None] = []
     for candidate in candidates:
         try:
@@ -404,6 +410,14 @@ def train_architecture(arch: Arch, context: SearchContext, *, seed: int,
     if test_set is not None:
         attributes[TEST_ACCURACY] = evaluate_model(model, test_set, settings)[0]
     return attributes
+
+
+def stopped_train_seconds(arch: Arch, context: SearchContext, epochs: int, elapsed: float) -> float:
+    """The training seconds of a trial stopped early after ``epochs``: as spent, or with a benchmark table what
+    the real trial spent up to then (the compute samplers are compared at)."""
+    if context.benchmark is None or epochs < 1:
+        return elapsed
+    return float(context.benchmark.answer(arch.arch_id, epochs).seconds)
 
 
 def answer_from_table(arch: Arch, context: SearchContext, *,

@@ -9,6 +9,8 @@ numbers, one per objective, in the same order.
   Equal points do not dominate each other, so duplicates on the front are all kept.
 - ``hypervolume_2d(points, directions, reference)``: the area dominated by the points and bounded by the
   reference point. A point that is not strictly better than the reference in both objectives adds nothing.
+- ``nondominated_order(points, directions)``: NSGA-II's sort key of each point, (non-dominated rank,
+  -crowding distance); smaller is better. The evolution samplers and MO-ASHA rank by it.
 - ``hypervolume_over_trials(points, directions, reference)``: the hypervolume after each point, in order, as
   a search's trials arrive; ``None`` stands for a trial without values (failed, pruned), which adds nothing.
 
@@ -21,7 +23,7 @@ Pure Python, light core: no torch, numpy or optuna.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 MAXIMIZE = "maximize"
@@ -82,6 +84,39 @@ def pareto_front(points: Sequence[Point], directions: Sequence[Any]) -> list[int
         if not any(_dominates_min(minimised[member], minimised[index]) for member in front):
             front.append(index)
     return sorted(front)
+
+
+def nondominated_order(points: Mapping[Hashable, Point],
+                       directions: Sequence[Any]) -> dict[Hashable, tuple[int, float]]:
+    """Key -> (non-dominated rank, -crowding distance) (Deb et al. 2002, NSGA-II): rank 0 is the front, the
+    front's extremes have infinite crowding distance. Sorting by it puts better points first."""
+    signs = _signs(directions)
+    remaining = {key: _as_minimised(point, signs, f"point {key!r}") for key, point in points.items()}
+    order: dict[Hashable, tuple[int, float]] = {}
+    rank = 0
+    while remaining:
+        front = [key for key, point in remaining.items()
+                 if not any(_dominates_min(other, point) for other in remaining.values())]
+        crowding = _crowding({key: remaining[key] for key in front})
+        for key in front:
+            order[key] = (rank, -crowding[key])
+            del remaining[key]
+        rank += 1
+    return order
+
+
+def _crowding(points: dict[Hashable, tuple[float, ...]]) -> dict[Hashable, float]:
+    distance = dict.fromkeys(points, 0.0)
+    if not points:
+        return distance
+    for axis in range(len(next(iter(points.values())))):
+        ordered = sorted(points, key=lambda key: points[key][axis])
+        span = points[ordered[-1]][axis] - points[ordered[0]][axis]
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        for before, middle, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
+            if span > 0:
+                distance[middle] += (points[after][axis] - points[before][axis]) / span
+    return distance
 
 
 def _check_reference(reference: Point, signs: tuple[int, ...]) -> tuple[float, ...]:

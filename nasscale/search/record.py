@@ -22,6 +22,9 @@ ATTR_LATENCY = "latency_ms"  # milliseconds per batch-1 forward pass
 ATTR_LATENCY_SOURCE = "latency_source"  # LATENCY_FROM_TABLE or LATENCY_MEASURED
 ATTR_EVALUATOR = "evaluator"  # SearchConfig.evaluator: what the accuracy attribute holds
 ATTR_PREFILTER = "prefilter"  # the scored candidates of --prefilter and which one trained
+ATTR_DUPLICATE_OF = "duplicate_of"  # the trial that evaluated this one's architecture: not trained again
+ATTR_RUNGS = "rungs"  # MO-ASHA: {"EPOCH": {"values": [...], "promoted": bool}} per rung reached
+ATTR_EPOCHS_TRAINED = "epochs_trained"  # epochs a trained trial ran (fewer than --epochs when stopped early)
 
 LATENCY_FROM_TABLE = "table"
 LATENCY_MEASURED = "measured"

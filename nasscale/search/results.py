@@ -16,6 +16,7 @@ from nasscale.search.record import (
     ATTR_ACCURACY,
     ATTR_ARCH,
     ATTR_ARCH_ID,
+    ATTR_DUPLICATE_OF,
     ATTR_EVALUATOR,
     ATTR_FAIL_REASON,
     ATTR_INFEASIBLE,
@@ -23,10 +24,13 @@ from nasscale.search.record import (
     ATTR_LATENCY_SOURCE,
     ATTR_MACS,
     ATTR_PARAMS,
+    ATTR_RUNGS,
+    ATTR_SKIPPED,
     ATTR_SUMMARY,
     ATTR_TIMINGS,
 )
 from nasscale.search.storage import make_storage, require_existing_storage
+from nasscale.search.trials import is_evaluated
 from nasscale.spec.arch import Arch
 from nasscale.spec.serialization import from_dict
 
@@ -108,6 +112,34 @@ def best_frame(study: optuna.Study, *, top: int = 10):
     import pandas
 
     return pandas.DataFrame([trial_row(trial) for trial in best_trials(study, top=top)], columns=TABLE_COLUMNS)
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """What became of the study's trials: evaluated (what --trials counts), of them fully trained and stopped
+    early; samples not trained because they repeated an evaluated architecture, broke a budget, or found every
+    slot taken; and trials cut short by a stopped worker (retried)."""
+    trials = study.get_trials(deepcopy=False)
+    evaluated = [trial for trial in trials if is_evaluated(trial)]
+    stopped = [trial for trial in evaluated if trial.state is optuna.trial.TrialState.PRUNED]
+    return {"trials": len(trials), "evaluated": len(evaluated),
+            "complete": sum(trial.state is optuna.trial.TrialState.COMPLETE for trial in evaluated),
+            "stopped_early": len(stopped),
+            "stopped_by_mo_asha": sum(ATTR_RUNGS in trial.user_attrs for trial in stopped),
+            "duplicates_avoided": sum(ATTR_DUPLICATE_OF in trial.user_attrs for trial in trials),
+            "over_budget": sum(ATTR_INFEASIBLE in trial.user_attrs for trial in trials),
+            "skipped": sum(ATTR_SKIPPED in trial.user_attrs for trial in trials)}
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """One line of ``trial_counts`` for people, naming only what happened."""
+    parts = [f"{counts['evaluated']} evaluated"]
+    if counts["stopped_early"]:
+        parts[0] += f" ({counts['stopped_early']} of them stopped early)"
+    for key, words in (("duplicates_avoided", "repeats of an evaluated architecture, not trained again"),
+                       ("over_budget", "over budget"), ("skipped", "skipped (all slots taken)")):
+        if counts[key]:
+            parts.append(f"{counts[key]} {words}")
+    return f"{counts['trials']} trials in the study: " + ", ".join(parts)
 
 
 def failure_summary(study: optuna.Study) -> str | None:

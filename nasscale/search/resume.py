@@ -13,7 +13,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled  # the heartbeat int
 from optuna.trial import TrialState
 
 from nasscale.errors import NasscaleError
-from nasscale.search.config import SearchConfig
+from nasscale.search.config import FIELD_DEFAULTS, SearchConfig
 from nasscale.search.record import (
     ATTR_FAIL_REASON,
     ATTR_INTERRUPTED,
@@ -31,6 +31,23 @@ logger = logging.getLogger(__name__)
 
 class ResumeRefused(NasscaleError):
     """The study was started with other settings than the command that would resume it."""
+
+
+RUNG_FIELDS = ("pruner", "min_epochs", "reduction_factor", "epochs")
+
+
+def check_rungs(name: str, started: Mapping[str, Any], config: SearchConfig) -> None:
+    """A study stopped by MO-ASHA resumes with the same rungs (or none), since its trials rank against the rung
+    records of the trials before them; and one without it is not resumed with it, for the same reason."""
+    if not started or "mo-asha" not in (started.get("pruner"), config.pruner):
+        return
+    for field in RUNG_FIELDS:
+        before = started.get(field, FIELD_DEFAULTS[field])  # a study older than the field ran on its default
+        if before != getattr(config, field):
+            flag = "--" + field.replace("_", "-")
+            raise ResumeRefused(f"study {name!r} was searched with {field} {before}, not {getattr(config, field)}: "
+                                f"its MO-ASHA rungs would not compare; resume it with {flag} {before}, or give "
+                                "--study NEW_NAME for a new study")
 
 
 def check_resume(name: str, recorded: Mapping[str, Any], config: SearchConfig, space: Mapping[str, Any]) -> None:
@@ -53,6 +70,7 @@ def check_resume(name: str, recorded: Mapping[str, Any], config: SearchConfig, s
             raise ResumeRefused(f"study {name!r} chose on a validation split with {field} {splits[field]}, not "
                                 f"{getattr(config, field)}: its accuracies would not compare; resume it with "
                                 f"{flag} {splits[field]}, or give --study NEW_NAME for a new study")
+    check_rungs(name, started, config)
     if STUDY_ATTR_SPACE in recorded and recorded[STUDY_ATTR_SPACE] != dict(space):
         raise ResumeRefused(f"study {name!r}: space {config.space} is not the one the study started with (its file "
                             f"or its deployment resolution changed since); {fix}")

@@ -1,5 +1,5 @@
-"""The samplers and pruners a search can use, by name. Each trial's sampler is built afresh with a seed made of the
-study's seed and the trial number (``TrialSeededSampler``, ``sampler_seed``), so one worker with a fixed seed
+"""The samplers and Optuna pruners a search can use, by name. Each trial's sampler is built afresh with a seed made
+of the study's seed and the trial number (``TrialSeededSampler``, ``sampler_seed``), so one worker with a fixed seed
 repeats its sequence, concurrent workers never share a random stream, and studies of different seeds are
 independent.
 """
@@ -13,9 +13,8 @@ from optuna.trial import TrialState
 
 from nasscale.search.config import SearchConfig
 from nasscale.search.evolution import ParetoLocalSearchSampler, RegularizedEvolutionSampler
-from nasscale.search.objective import (
-    SearchError,
-)
+from nasscale.search.objective import SearchError
+from nasscale.search.record import ATTR_DUPLICATE_OF
 
 # ----------------------------------------------------------------------------------------------- sampler
 
@@ -50,18 +49,25 @@ def sampler_seed(seed: int, trial_number: int) -> int:
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """The configured sampler, made afresh for each trial with ``sampler_seed`` (see the module docstring)."""
+    """The configured sampler, made afresh for each trial with ``sampler_seed`` (see the module docstring).
+
+    A trial right after one that repeated an evaluated architecture is drawn at random instead: a model-based
+    sampler (GP, TPE) that ignores the refused repeat would propose it again and again, since nothing it learns
+    from changed."""
 
     def __init__(self, config: SearchConfig):
         self.config = config
         self.by_trial: dict[int, optuna.samplers.BaseSampler] = {}
 
     def _sampler(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
-        if trial.number not in self.by_trial:
-            self.by_trial[trial.number] = make_sampler(self.config, sampler_seed(self.config.seed, trial.number))
         return self.by_trial[trial.number]
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seed = sampler_seed(self.config.seed, trial.number)
+        previous = [other for other in study.get_trials(deepcopy=False) if other.number == trial.number - 1]
+        after_repeat = bool(previous) and ATTR_DUPLICATE_OF in previous[0].user_attrs
+        self.by_trial[trial.number] = (optuna.samplers.RandomSampler(seed=seed) if after_repeat
+                                       else make_sampler(self.config, seed))
         self._sampler(trial).before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -86,8 +92,9 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
-    # Optuna prunes single-objective studies only; a hopeless trial stops after its first epoch.
-    if config.is_multi_objective:
+    """Optuna's pruner of the study. Optuna prunes single-objective studies only; with --pruner mo-asha the
+    search stops trials itself (nasscale.search.early_stopping), for any number of objectives."""
+    if config.is_multi_objective or config.pruner != "auto":
         return optuna.pruners.NopPruner()
     if config.backend == "ray":
         # ASHA (asynchronous successive halving, Li et al. 2020), decided from the shared storage.

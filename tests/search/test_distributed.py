@@ -269,16 +269,33 @@ def test_slots_make_the_total_exact_and_retries_go_first(tmp_path):
     for trial in (first, second, third, fresh):
         trial.suggest_int("width", 1, 9)
     assert slots.claim(first, 10) is None and slots.claim(second, 11) is None
-    assert slots.claim(third, 12).startswith("not trained: 2 trials hold the study's 2 slots")
+    assert slots.claim(third, 12).reason.startswith("not trained: 2 trials hold the study's 2 slots")
     study.tell(third, state=optuna.trial.TrialState.PRUNED)
     # A killed trial frees its slot and is queued again; a fresh sample leaves that slot to the retry.
     study.tell(first, state=optuna.trial.TrialState.FAIL)
     enqueue_retry(study, study.get_trials()[first.number])
-    assert slots.claim(fresh, 13).endswith("and 1 queued retries wait for them")
+    assert slots.claim(fresh, 13).reason.endswith("and 1 queued retries wait for them")
     retry = study.ask()
     assert retry.user_attrs == {ATTR_RETRIED_FROM: first.number, ATTR_SEED: 10}
     assert retry.params == first.params
     assert slots.claim(retry, 10) is None
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_an_architecture_training_or_trained_elsewhere_is_not_claimed_again(tmp_path):
+    study = _study(tmp_path, "twins")
+    slots = Slots(10, contextlib.nullcontext)
+    training, twin, later, other = study.ask(), study.ask(), study.ask(), study.ask()
+    for trial, arch_id in ((training, "a1"), (twin, "a1"), (later, "a1"), (other, "b2")):
+        trial.set_user_attr(ATTR_ARCH_ID, arch_id)
+    assert slots.claim(training, 1) is None  # another worker trains a1 now
+    refusal = slots.claim(twin, 2)
+    assert refusal.duplicate_of == training.number and refusal.reason.startswith(
+        f"duplicate of trial {training.number}")
+    study.tell(training, 0.5)
+    assert slots.claim(later, 3).duplicate_of == training.number  # and once it is done
+    assert slots.claim(other, 4) is None
+    assert ATTR_TRAINED not in study.get_trials()[twin.number].user_attrs  # the refused one holds no slot
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")

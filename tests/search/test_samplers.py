@@ -1,7 +1,9 @@
 """The contract every sampler keeps (as Optuna's own sampler tests check theirs): it stays in the space and within
-the budgets, repeats itself under a seed, resumes from storage as if never stopped, and shares a study between
-two workers. Run for real on a benchmark table, so a search of 16 trials takes a second or two."""
+the budgets, repeats itself under a seed, resumes from storage as if never stopped, shares a study between two
+workers, and never evaluates an architecture twice; and MO-ASHA on the same searches. Run for real on a benchmark
+table, so a search of 16 trials takes a second or two."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,17 @@ import pytest
 from nasscale.evaluate.benchmark_build import build_table, plan_build
 from nasscale.evaluate.benchmark_table import BuildRequest, load_table
 from nasscale.search.config import SAMPLER_NAMES
+from nasscale.search.early_stopping import is_promoted, rung_values
 from nasscale.search.evolution import rank_and_crowding
-from nasscale.search.record import ATTR_ARCH_ID, ATTR_INFEASIBLE, ATTR_MACS
+from nasscale.search.record import (
+    ATTR_ARCH_ID,
+    ATTR_DUPLICATE_OF,
+    ATTR_EPOCHS_TRAINED,
+    ATTR_INFEASIBLE,
+    ATTR_MACS,
+    ATTR_RUNGS,
+    ATTR_TRAINED,
+)
 from nasscale.search.storage import make_storage
 from nasscale.search.trials import is_evaluated
 from tests.cli.test_cli_foundation import run_cli
@@ -42,7 +53,7 @@ def table(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("samplers")
     space = folder / "contract.yaml"
     space.write_text(SPACE)
-    request = BuildRequest(space=str(space), data="digits", out=folder / "contract.bench", epochs=1,
+    request = BuildRequest(space=str(space), data="digits", out=folder / "contract.bench", epochs=3,
                            max_train_samples=200, max_validation_samples=100, proxies=False)
     build_table(request, plan_build(request))
     return space, request.out
@@ -79,7 +90,8 @@ def test_a_sampler_stays_within_the_budget_and_repeats_itself(capsys, tmp_path, 
     trained = [trial for trial in study.trials if is_evaluated(trial)]
     assert len(trained) == 16 and all(trial.user_attrs[ATTR_MACS] <= budget for trial in trained)
     assert all(trial.user_attrs[ATTR_ARCH_ID] in load_table(table[1]).rows for trial in trained)  # in the space
-    assert all(ATTR_INFEASIBLE in trial.user_attrs for trial in study.trials if not is_evaluated(trial))
+    assert all(ATTR_INFEASIBLE in trial.user_attrs or ATTR_DUPLICATE_OF in trial.user_attrs
+               for trial in study.trials if not is_evaluated(trial))
 
 
 @pytest.mark.parametrize("sampler", ["evolution", "local", "nsga2"])
@@ -130,3 +142,112 @@ def test_rank_and_crowding_follow_nsga2(tmp_path):
     assert {number for number, (rank, _) in ranks.items() if rank == 0} == {0, 1, 3, 4}
     assert ranks[2][0] == 1  # dominated by (0.9, 10)
     assert ranks[4][1] == ranks[3][1] == -float("inf")  # the front's ends are kept first
+
+
+# ------------------------------------------------------------------------------------------- no duplicates
+
+
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_no_sampler_evaluates_an_architecture_twice(capsys, tmp_path, table, sampler):
+    storage = f"journal:{tmp_path / 'unique.journal'}"
+    search(capsys, table, storage, "--sampler", sampler, "--trials", "24", "--seed", "1")  # 24 of the 32
+    trials = load(storage).trials
+    evaluated = [trial for trial in trials if is_evaluated(trial)]
+    ids = [trial.user_attrs[ATTR_ARCH_ID] for trial in evaluated]
+    assert len(evaluated) == 24 and len(set(ids)) == 24
+    for repeat in (trial for trial in trials if ATTR_DUPLICATE_OF in trial.user_attrs):
+        original = trials[repeat.user_attrs[ATTR_DUPLICATE_OF]]
+        assert original.user_attrs[ATTR_ARCH_ID] == repeat.user_attrs[ATTR_ARCH_ID] and is_evaluated(original)
+        assert repeat.state.name == "PRUNED" and ATTR_TRAINED not in repeat.user_attrs
+
+
+def test_the_search_reports_the_duplicates_it_avoided(capsys, tmp_path, table):
+    space, bench = table
+    storage = f"journal:{tmp_path / 'counted.journal'}"
+    code, out, err = run_cli(capsys, "search", "--space", str(space), "--data", "digits", "--evaluator",
+                             f"bench:{bench}", "--epochs", "1", "--storage", storage, "--study", "s", "--sampler",
+                             "random", "--trials", "30", "--json")
+    assert code == 0, err
+    counts = json.loads(out)["counts"]
+    repeats = sum(ATTR_DUPLICATE_OF in trial.user_attrs for trial in load(storage).trials)
+    assert repeats > 0  # 30 random draws of 32 architectures repeat some
+    assert counts["duplicates_avoided"] == repeats and counts["evaluated"] == 30
+
+
+def test_a_study_larger_than_its_space_is_refused_before_it_starts(capsys, tmp_path, table):
+    space, bench = table
+    storage = f"journal:{tmp_path / 'large.journal'}"
+    code, _, err = run_cli(capsys, "search", "--space", str(space), "--data", "digits", "--evaluator",
+                           f"bench:{bench}", "--epochs", "1", "--storage", storage, "--study", "s", "--trials", "40")
+    assert code == 2
+    assert "holds 32 distinct architectures, fewer than --trials 40" in err and "Traceback" not in err
+    assert not (tmp_path / "large.journal").exists() or not load(storage).trials
+
+
+def test_a_space_used_up_within_the_budget_stops_with_an_error(capsys, tmp_path, table, monkeypatch):
+    from nasscale.search.backends import optuna_backend
+
+    monkeypatch.setattr(optuna_backend, "MAX_CONSECUTIVE_DUPLICATES", 30)
+    macs = sorted(row.macs for row in load_table(table[1]).rows.values())
+    storage = f"journal:{tmp_path / 'used-up.journal'}"
+    space, bench = table
+    code, _, err = run_cli(capsys, "search", "--space", str(space), "--data", "digits", "--evaluator",
+                           f"bench:{bench}", "--epochs", "1", "--storage", storage, "--study", "s", "--sampler",
+                           "random", "--trials", "10", "--max-macs", str(macs[3]))  # 4 architectures fit
+    assert code == 2 and "30 samples in a row repeated architectures the study has evaluated" in err
+    evaluated = [trial for trial in load(storage).trials if is_evaluated(trial)]
+    assert len(evaluated) == sum(value <= macs[3] for value in macs)  # every one that fits, each once
+
+
+# ------------------------------------------------------------------------------------------------- MO-ASHA
+
+
+def mo_asha(capsys, table, storage: str, trials: int) -> None:
+    space, bench = table
+    code, _, err = run_cli(capsys, "search", "--space", str(space), "--data", "digits", "--evaluator",
+                           f"bench:{bench}", "--epochs", "3", "--storage", storage, "--study", "s", "--sampler",
+                           "local", "--trials", str(trials), "--pruner", "mo-asha", "--min-epochs", "1",
+                           "--reduction-factor", "3")
+    assert code == 0, err
+
+
+def test_mo_asha_stops_trials_at_their_rung_by_the_studys_record(capsys, tmp_path, table):
+    storage = f"journal:{tmp_path / 'asha.journal'}"
+    mo_asha(capsys, table, storage, 20)
+    study = load(storage)
+    evaluated = [trial for trial in study.trials if is_evaluated(trial)]
+    stopped = [trial for trial in evaluated if trial.state.name == "PRUNED"]
+    assert len(evaluated) == 20 and 0 < len(stopped) < 20
+    for trial in evaluated:
+        rungs = trial.user_attrs[ATTR_RUNGS]
+        if trial.state.name == "PRUNED":  # stopped at its last rung, having trained that far
+            last = max(rungs, key=int)
+            assert not rungs[last]["promoted"] and trial.user_attrs[ATTR_EPOCHS_TRAINED] == int(last)
+        else:
+            assert all(record["promoted"] for record in rungs.values()) and set(rungs) == {"1"}
+            assert trial.user_attrs[ATTR_EPOCHS_TRAINED] == 3
+        # One worker: each decision follows from the rung records of the trials before it.
+        for epoch, record in rungs.items():
+            earlier = [rung_values(other, int(epoch)) for other in evaluated if other.number < trial.number]
+            assert is_promoted(record["values"], [values for values in earlier if values is not None],
+                               study.directions, 3) is record["promoted"]
+
+
+def test_a_resumed_mo_asha_search_decides_as_one_that_never_stopped(capsys, tmp_path, table):
+    straight, resumed = f"journal:{tmp_path / 'straight.journal'}", f"journal:{tmp_path / 'resumed.journal'}"
+    mo_asha(capsys, table, straight, 16)
+    mo_asha(capsys, table, resumed, 8)
+    mo_asha(capsys, table, resumed, 16)
+    assert decisions(straight) == decisions(resumed)
+
+
+def test_a_mo_asha_study_resumes_only_with_its_rungs(capsys, tmp_path, table):
+    space, bench = table
+    storage = f"journal:{tmp_path / 'rungs.journal'}"
+    mo_asha(capsys, table, storage, 4)
+    for extra in (("--pruner", "none"), ("--pruner", "mo-asha", "--reduction-factor", "2")):
+        code, _, err = run_cli(capsys, "search", "--space", str(space), "--data", "digits", "--evaluator",
+                               f"bench:{bench}", "--epochs", "3", "--storage", storage, "--study", "s", "--sampler",
+                               "local", "--trials", "8", *extra)
+        assert code == 2 and "its MO-ASHA rungs would not compare" in err and "Traceback" not in err
+    assert sum(is_evaluated(trial) for trial in load(storage).trials) == 4  # the study untouched

@@ -16,6 +16,19 @@ or stops once the study holds ``--trials`` evaluated trials. So the study ends w
 however many workers share it. Other databases (MySQL) get no lock: there the total may be exceeded by
 at most the number of workers minus one.
 
+No architecture twice. Optuna's samplers do not deduplicate categorical spaces. When a trial's architecture
+(by ``arch_id``) was evaluated by another trial, or is training there, the claim (under the same lock) refuses
+it: the trial ends PRUNED with ``duplicate_of`` naming that trial, untrained, and does not count towards
+``--trials``; the architecture's result is the other trial's. PRUNED rather than COMPLETE with copied values
+(Optuna's FAQ shows both) so that tables, fronts, ``best`` and the report hold each architecture once; NSGA-II,
+GP and the mutating samplers ignore it, TPE counts it among the bad group, which steers it off the repeat. A
+study larger than its space is refused up front, and MAX_CONSECUTIVE_DUPLICATES repeats in a row (a space used
+up within the budgets) stop the search with an error.
+
+Early stopping. With ``--pruner mo-asha`` the trial ranks itself at each rung (nasscale.search.early_stopping)
+and a stopped one ends PRUNED with ``epochs_trained`` and its training seconds recorded; it counts towards
+``--trials`` as Optuna counts pruned trials.
+
 Killed workers. Every running trial beats a heartbeat (NASSCALE_HEARTBEAT_SECONDS, default 10 s; journal
 files get one too, see ``HeartbeatJournalStorage``). A worker starting a trial fails the trials whose
 heartbeat is older than NASSCALE_GRACE_SECONDS (30 s) and queues each trained one again with the same
@@ -40,6 +53,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -47,6 +61,7 @@ from optuna.trial import TrialState
 
 from nasscale.errors import NasscaleError, TrainingDiverged
 from nasscale.search.config import PROXY_SETTING_FIELDS, SearchConfig
+from nasscale.search.early_stopping import MultiObjectiveAsha
 from nasscale.search.objective import (
     Candidate,
     Progress,
@@ -60,10 +75,14 @@ from nasscale.search.objective import (
     prepare_context,
     propose,
     score_architecture,
+    stopped_train_seconds,
     train_architecture,
 )
 from nasscale.search.record import (
     ATTR_ACCURACY,
+    ATTR_ARCH_ID,
+    ATTR_DUPLICATE_OF,
+    ATTR_EPOCHS_TRAINED,
     ATTR_EVALUATOR,
     ATTR_FAIL_REASON,
     ATTR_FINISHED_AT,
@@ -96,6 +115,8 @@ logger = logging.getLogger(__name__)
 WAIT_SECONDS = 1.0
 # Consecutive over-budget samples after which the budget is judged unreachable in practice.
 MAX_CONSECUTIVE_INFEASIBLE = 2000
+# Consecutive samples of evaluated architectures after which the space is judged used up.
+MAX_CONSECUTIVE_DUPLICATES = 500
 
 
 
@@ -130,6 +151,14 @@ class StopRequested(KeyboardInterrupt):
 
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a trial does not train: every slot is taken, or its architecture was evaluated (``duplicate_of``)."""
+
+    reason: str
+    duplicate_of: int | None = None
+
+
 class Slots:
     """``total`` slots shared by every worker of a study; a trial claims one before it trains."""
 
@@ -137,20 +166,31 @@ class Slots:
         self.total = total
         self.lock = lock
 
-    def claim(self, trial: optuna.Trial, seed: int) -> str | None:
-        """Claim a slot for ``trial`` (recording its seed and the ``trained`` flag); or say why not."""
+    def claim(self, trial: optuna.Trial, seed: int) -> Refusal | None:
+        """Claim a slot for ``trial`` (recording its seed and the ``trained`` flag); or say why not. Checked under
+        the study's lock, so two workers cannot both claim one architecture."""
         is_retry = ATTR_RETRIED_FROM in trial.user_attrs
         with self.lock():
             others = [other for other in trial.study.get_trials(deepcopy=False) if other.number != trial.number]
+            original = evaluated_twin(trial.user_attrs.get(ATTR_ARCH_ID), others)
+            if original is not None:
+                return Refusal(f"duplicate of trial {original.number} (same architecture): its result stands, not "
+                               "trained again", duplicate_of=original.number)
             held = sum(map(holds_slot, others))
             # Fresh samples leave the slots of queued retries to them.
             queued = 0 if is_retry else sum(map(is_queued, others))
             if held + queued >= self.total:
-                return (f"not trained: {held} trials hold the study's {self.total} slots"
-                        + (f" and {queued} queued retries wait for them" if queued else ""))
+                return Refusal(f"not trained: {held} trials hold the study's {self.total} slots"
+                               + (f" and {queued} queued retries wait for them" if queued else ""))
             trial.set_user_attr(ATTR_SEED, seed)
             trial.set_user_attr(ATTR_TRAINED, True)
         return None
+
+
+def evaluated_twin(arch_id: str | None, others: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
+    """The first other trial that evaluated (or is training) the architecture ``arch_id``."""
+    twins = [other for other in others if other.user_attrs.get(ATTR_ARCH_ID) == arch_id and holds_slot(other)]
+    return min(twins, key=lambda other: other.number) if twins and arch_id is not None else None
 
 
 # ------------------------------------------------------------------------------------------------- study
@@ -198,6 +238,9 @@ class Objective:
         self.slots = slots or Slots(context.config.trials, contextlib.nullcontext)
         self.worker = worker or worker_name()
         self.stop_event = stop_event
+        config = context.config
+        self.early_stopping = None if config.pruner != "mo-asha" else MultiObjectiveAsha.from_settings(
+            min_epochs=config.min_epochs, reduction_factor=config.reduction_factor, epochs=config.epochs)
 
     def __call__(self, trial: optuna.Trial) -> list[float] | float:
         config = self.context.config
@@ -213,14 +256,17 @@ class Objective:
             raise optuna.TrialPruned(candidate.violation)
         # A retry keeps the seed of the trial it repeats, so it trains exactly what that one would have.
         seed = trial.user_attrs.get(ATTR_SEED, config.seed + trial.number)
-        skipped = self.slots.claim(trial, seed)
-        if skipped is not None:
-            trial.set_user_attr(ATTR_SKIPPED, skipped)
-            trial.set_user_attr(ATTR_FAIL_REASON, skipped)  # the note that tables and reports show
-            raise optuna.TrialPruned(skipped)
+        refusal = self.slots.claim(trial, seed)
+        if refusal is not None:
+            if refusal.duplicate_of is None:
+                trial.set_user_attr(ATTR_SKIPPED, refusal.reason)
+            else:
+                trial.set_user_attr(ATTR_DUPLICATE_OF, refusal.duplicate_of)
+            trial.set_user_attr(ATTR_FAIL_REASON, refusal.reason)  # the note that tables and reports show
+            raise optuna.TrialPruned(refusal.reason)
         try:
             candidate = self._prefilter(trial, candidate, seed)
-            attributes = self._train(trial, candidate.arch, candidate.cost, seed)
+            attributes = self._train(trial, candidate, seed)
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, a Ray stop: the claimed trial is queued again
             self._interrupted(trial, interrupt)
             raise
@@ -235,8 +281,11 @@ class Objective:
         architecture (see nasscale.search.objective)."""
         if self.context.config.prefilter is None:
             return candidate
+        others = [other for other in trial.study.get_trials(deepcopy=False) if other.number != trial.number]
+        evaluated = frozenset(other.user_attrs[ATTR_ARCH_ID] for other in others
+                              if holds_slot(other) and ATTR_ARCH_ID in other.user_attrs)
         try:
-            chosen, record = prefilter(candidate, self.context, seed=seed)
+            chosen, record = prefilter(candidate, self.context, seed=seed, evaluated=evaluated)
         except ScoreFailed as error:
             trial.set_user_attr(ATTR_FAIL_REASON, f"ScoreFailed: {error}")
             raise TrialFailed(str(error)) from error
@@ -244,22 +293,30 @@ class Objective:
             trial.set_user_attr(key, value)
         return chosen
 
-    def _evaluate(self, trial: optuna.Trial, arch: Any, seed: int) -> dict[str, Any]:
+    def _evaluate(self, trial: optuna.Trial, candidate: Candidate, seed: int, epochs_done: list[int]) -> dict[str, Any]:
         """Proxy training, or with --evaluator zero-cost:NAME the proxy's score (nothing is trained)."""
         if self.context.config.zero_cost_proxy is not None:
-            return score_architecture(arch, self.context, seed=seed)
-        return train_architecture(arch, self.context, seed=seed,
-                                  on_epoch=lambda epoch, accuracy: self._on_epoch(trial, epoch, accuracy))
+            return score_architecture(candidate.arch, self.context, seed=seed)
 
-    def _train(self, trial: optuna.Trial, arch: Any, trial_cost: Any, seed: int) -> dict[str, Any]:
+        def on_epoch(epoch: int, accuracy: float) -> None:
+            epochs_done[0] = epoch
+            self._on_epoch(trial, candidate, epoch, accuracy)
+
+        return train_architecture(candidate.arch, self.context, seed=seed, on_epoch=on_epoch)
+
+    def _train(self, trial: optuna.Trial, candidate: Candidate, seed: int) -> dict[str, Any]:
         trial.set_user_attr(ATTR_WORKER, self.worker)
         trial.set_user_attr(ATTR_PROXY_SETTINGS, proxy_settings(self.context.config))
         trial.set_user_attr(ATTR_EVALUATOR, self.context.config.evaluator)
         trial.set_user_attr(ATTR_STARTED_AT, time.time())
-        self.progress.trial_started(trial.number, arch, trial_cost)
+        self.progress.trial_started(trial.number, candidate.arch, candidate.cost)
+        started, epochs_done = time.perf_counter(), [0]
         try:
-            attributes = self._evaluate(trial, arch, seed)
+            attributes = self._evaluate(trial, candidate, seed, epochs_done)
         except optuna.TrialPruned:  # stopped early by the pruner: its training time is recorded all the same
+            trial.set_user_attr(ATTR_EPOCHS_TRAINED, epochs_done[0])
+            seconds = stopped_train_seconds(candidate.arch, self.context, epochs_done[0], time.perf_counter() - started)
+            trial.set_user_attr(ATTR_TIMINGS, {"train_seconds": seconds})
             trial.set_user_attr(ATTR_FINISHED_AT, time.time())
             raise
         # torch.OutOfMemoryError is a RuntimeError; ScoreFailed: a zero-cost proxy gave no finite score
@@ -268,15 +325,22 @@ class Objective:
             trial.set_user_attr(ATTR_FAIL_REASON, reason)
             trial.set_user_attr(ATTR_FINISHED_AT, time.time())
             raise TrialFailed(reason) from error
-        return attributes | {ATTR_FINISHED_AT: time.time()}
+        trained = {ATTR_EPOCHS_TRAINED: epochs_done[0]} if epochs_done[0] else {}  # a zero-cost score trains none
+        return attributes | trained | {ATTR_FINISHED_AT: time.time()}
 
-    def _on_epoch(self, trial: optuna.Trial, epoch: int, accuracy: float) -> None:
+    def _on_epoch(self, trial: optuna.Trial, candidate: Candidate, epoch: int, accuracy: float) -> None:
         config = self.context.config
         self.progress.epoch_finished(trial.number, epoch, config.epochs, accuracy)
         last = epoch >= config.epochs  # a fully trained trial keeps its result: never stopped at the end
         if not last and self.stop_event is not None and self.stop_event.is_set():
             raise StopRequested("stop requested")
-        if not config.is_multi_objective:
+        if self.early_stopping is not None and not last:
+            values = objective_values(accuracy, candidate.cost, config, candidate.latency_ms)
+            stopped = self.early_stopping.check(trial, epoch, values)
+            if stopped is not None:
+                trial.set_user_attr(ATTR_FAIL_REASON, stopped)  # the note that tables and reports show
+                raise optuna.TrialPruned(stopped)
+        elif not config.is_multi_objective and config.pruner == "auto":
             trial.report(accuracy, epoch)
             if not last and trial.should_prune():
                 raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch} is below its peers")
@@ -290,19 +354,31 @@ class Objective:
 
 
 class TrialWatcher:
-    """Reports finished trials to the progress display and notices a sampler stuck over budget."""
+    """Reports finished trials to the progress display and notices a sampler stuck over budget, or stuck on
+    architectures the study has evaluated (a space, or the part of it within the budgets, used up)."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
         self.consecutive_infeasible = 0
-        self.gave_up = False
+        self.consecutive_duplicates = 0
+        self.gave_up: str | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if ATTR_INFEASIBLE in trial.user_attrs:
             self.consecutive_infeasible += 1
-            self.gave_up = self.consecutive_infeasible >= MAX_CONSECUTIVE_INFEASIBLE
+            if self.consecutive_infeasible >= MAX_CONSECUTIVE_INFEASIBLE:
+                self.gave_up = (f"{MAX_CONSECUTIVE_INFEASIBLE} samples in a row were over budget; relax --max-macs/"
+                                "--max-params/--max-latency or narrow the space")
             return
         self.consecutive_infeasible = 0
+        if ATTR_DUPLICATE_OF in trial.user_attrs:
+            self.consecutive_duplicates += 1
+            if self.consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
+                self.gave_up = (f"{MAX_CONSECUTIVE_DUPLICATES} samples in a row repeated architectures the study "
+                                "has evaluated: the space (within the budgets) looks used up; lower --trials, relax "
+                                "the budgets or widen the space")
+            return
+        self.consecutive_duplicates = 0
         if ATTR_SKIPPED not in trial.user_attrs:
             values = trial.values if trial.state is TrialState.COMPLETE else None
             self.progress.trial_finished(trial.number, shown_state(trial), values)
@@ -334,7 +410,7 @@ def run_worker(config: SearchConfig, *, progress: Progress | None = None, stop_e
     wait_notice = WaitNotice()
     stop = stop_event or threading.Event()
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
-    while not (stop.is_set() or watcher.gave_up or (deadline is not None and time.monotonic() > deadline)):
+    while not (stop.is_set() or watcher.gave_up is not None or (deadline is not None and time.monotonic() > deadline)):
         fail_stale_trials(study)
         ledger = Ledger.read(study)
         if ledger.evaluated >= config.trials:
@@ -352,9 +428,8 @@ def run_worker(config: SearchConfig, *, progress: Progress | None = None, stop_e
                 raise
             logger.warning("this worker's trial was failed by another worker: its heartbeat stopped for longer than "
                            "%s (a paused process?); it is queued again", GRACE_VARIABLE)
-    if watcher.gave_up:
-        raise SearchError(f"{MAX_CONSECUTIVE_INFEASIBLE} samples in a row were over budget; relax --max-macs/"
-                          "--max-params/--max-latency or narrow the space")
+    if watcher.gave_up is not None:
+        raise SearchError(watcher.gave_up)
     return study
 
 
