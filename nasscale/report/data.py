@@ -19,7 +19,9 @@ from nasscale.search.pareto import hypervolume_over_trials, pareto_front
 from nasscale.search.record import (
     ATTR_ACCURACY,
     ATTR_ARCH,
+    ATTR_DUPLICATE_OF,
     ATTR_INFEASIBLE,
+    ATTR_RUNGS,
     LADDER_ATTR,
     STUDY_ATTR_CONFIG,
     STUDY_ATTR_OBJECTIVES,
@@ -28,6 +30,7 @@ from nasscale.search.record import (
 )
 from nasscale.search.results import best_trials, open_study, trial_row, trials_frame
 from nasscale.search.storage import require_existing_storage
+from nasscale.search.trials import is_evaluated
 
 logger = logging.getLogger(__name__)
 # The cost axes a front is drawn against, with their labels; latency only when a trial recorded it.
@@ -40,11 +43,14 @@ UNTRAINED_SHOWN = 50
 SETTINGS_PER_ROW = 4
 COUNT_SETTINGS = ("max_macs", "max_params", "target_macs")
 BUDGET_SETTINGS = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency"}
-SAMPLER_NAMES = {"nsga2": "NSGA-II", "tpe": "TPE", "random": "random sampling"}
+SAMPLER_NAMES = {"nsga2": "NSGA-II", "tpe": "TPE", "random": "random sampling", "evolution": "regularized evolution",
+                 "local": "Pareto local search", "gp": "Gaussian-process BO"}
 
 
 # ------------------------------------------------------------------------------------------------ rows
-UNTRAINED_SYMBOLS = {"over budget": "x", "failed": "triangle-down", "pruned": "diamond-open"}
+# Repeats of an evaluated architecture are not drawn: the trial that evaluated it is.
+UNTRAINED_SYMBOLS = {"over budget": "x", "failed": "triangle-down", "stopped early": "diamond-open",
+                     "pruned": "diamond-open"}
 
 
 def report_row(trial: Any) -> dict[str, Any]:
@@ -53,6 +59,9 @@ def report_row(trial: Any) -> dict[str, Any]:
     attrs = trial.user_attrs
     return trial_row(trial) | {
         "infeasible": ATTR_INFEASIBLE in attrs,
+        "evaluated": is_evaluated(trial),  # what --trials counts: the x axis of progress
+        "repeat": ATTR_DUPLICATE_OF in attrs,
+        "stopped_early": ATTR_RUNGS in attrs and trial.state.name == "PRUNED",
         "arch": attrs.get(ATTR_ARCH),
     }
 
@@ -66,16 +75,24 @@ def has_cost(row: Mapping[str, Any], cost: str) -> bool:
 
 
 def outcome(row: Mapping[str, Any]) -> str:
-    """complete, over budget, pruned, failed or running."""
+    """complete, over budget, repeat (of an evaluated architecture), stopped early (MO-ASHA), pruned, failed or
+    running."""
     if row.get("infeasible"):
         return "over budget"
+    if row.get("repeat"):
+        return "repeat"
+    if row.get("stopped_early"):
+        return "stopped early"
     return {"fail": "failed"}.get(row["state"], row["state"])
+
+
+OUTCOMES_COUNTED = ("stopped early", "repeat", "over budget", "pruned", "failed", "running")
 
 
 def study_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     outcomes = [outcome(row) for row in rows]
     return {"trials": len(rows), "trained": sum(is_trained(row) for row in rows),
-            **{name.replace(" ", "_"): outcomes.count(name) for name in ("over budget", "pruned", "failed", "running")}}
+            **{name.replace(" ", "_"): outcomes.count(name) for name in OUTCOMES_COUNTED}}
 
 
 # ---------------------------------------------------------------------------------------------- Pareto
@@ -109,17 +126,23 @@ def reference_cost(row_groups: Iterable[Sequence[Mapping[str, Any]]], cost: str 
     return max(costs) * REFERENCE_MARGIN if costs else None
 
 
-def hypervolume_curve(rows: Sequence[Mapping[str, Any]], reference: float,
-                      cost: str = "macs") -> tuple[tuple[int, float], ...]:
-    """(trial number, hypervolume of the accuracy-cost front so far) per trained trial, as a fraction of the
-    box accuracy [0, 1] x cost [0, reference]: 1.0 would be perfect accuracy at zero cost."""
-    trained = sorted((row for row in rows if is_trained(row) and has_cost(row, cost)),
-                     key=lambda row: row["trial"])
-    if not trained:
-        return ()
-    points = [(row["val_accuracy"], row[cost]) for row in trained]
+def hypervolume_by_evaluation(rows: Sequence[Mapping[str, Any]], reference: float,
+                              cost: str = "macs") -> tuple[float, ...]:
+    """The hypervolume of the accuracy-cost front after each evaluated trial, in trial order, as a fraction of
+    the box accuracy [0, 1] x cost [0, reference] (1.0 would be perfect accuracy at zero cost). Evaluated trials
+    are the axis on which studies of one sampler with different seeds line up: trial numbers also count
+    repeats and over-budget samples, which cost nothing."""
+    evaluated = sorted((row for row in rows if row.get("evaluated")), key=lambda row: row["trial"])
+    points = [(row["val_accuracy"], row[cost]) if is_trained(row) and has_cost(row, cost) else None
+              for row in evaluated]
     volumes = hypervolume_over_trials(points, ACCURACY_AGAINST_COST, (0.0, reference))
-    return tuple((row["trial"], volume / reference) for row, volume in zip(trained, volumes, strict=True))
+    return tuple(volume / reference for volume in volumes)
+
+
+def search_method(config: Mapping[str, Any]) -> str:
+    """A study's sampler, with its pruner when that is MO-ASHA: what studies of several seeds share."""
+    sampler = SAMPLER_NAMES.get(config.get("sampler", ""), str(config.get("sampler")))
+    return sampler + (" + MO-ASHA" if config.get("pruner") == "mo-asha" else "")
 
 
 def best_so_far(rows: Sequence[Mapping[str, Any]], *, maximize: bool = True) -> tuple[tuple[int, float], ...]:

@@ -18,12 +18,13 @@ from nasscale.report.data import (
     StudyData,
     best_so_far,
     efficientnet_reference,
-    hypervolume_curve,
+    hypervolume_by_evaluation,
     is_number,
     ladder_base_macs,
     outcome,
     pareto_split,
     reference_cost,
+    search_method,
 )
 from nasscale.search.config import accuracy_label
 from nasscale.spec.serialization import from_dict, stage_summary
@@ -134,18 +135,49 @@ def _points(rows: Sequence[Mapping[str, Any]], cost: str, study: str, name: str,
 
 
 def hypervolume_figure(studies: Sequence[StudyData]) -> Any:
+    """Hypervolume after each evaluated trial. Studies that share a search method (sampler, and MO-ASHA) and
+    differ only in their seeds are drawn as one: the mean over them, with the band from the lowest to the
+    highest, as far as the shortest of them goes."""
     from plotly import graph_objects
 
     reference = reference_cost((study.rows for study in studies), "macs")
     figure = graph_objects.Figure()
-    for index, study in enumerate(studies):
-        curve = hypervolume_curve(study.rows, reference, "macs") if reference else ()
-        figure.add_trace(graph_objects.Scatter(
-            x=[trial for trial, _ in curve], y=[volume for _, volume in curve], mode="lines+markers",
-            name=study.name, line={"shape": "hv", "color": STUDY_COLORS[index % len(STUDY_COLORS)]}))
-    title = (f"Hypervolume of the accuracy-MACs front over trials (fraction of accuracy [0, 1] x MACs "
+    groups: dict[str, list[tuple[str, tuple[float, ...]]]] = {}
+    for study in studies:
+        curve = hypervolume_by_evaluation(study.rows, reference, "macs") if reference else ()
+        groups.setdefault(search_method(study.config), []).append((study.name, curve))
+    banded = sum(len(members) > 1 for members in groups.values()) > 0
+    index = 0
+    for method, members in groups.items():
+        if banded and len(members) > 1:
+            _add_band(figure, f"{method} ({len(members)} studies)", [curve for _, curve in members],
+                      STUDY_COLORS[index % len(STUDY_COLORS)])
+            index += 1
+            continue
+        for name, curve in members:
+            figure.add_trace(graph_objects.Scatter(
+                x=list(range(1, len(curve) + 1)), y=list(curve), mode="lines", name=name,
+                line={"shape": "hv", "color": STUDY_COLORS[index % len(STUDY_COLORS)]}))
+            index += 1
+    title = (f"Hypervolume of the accuracy-MACs front over evaluated trials (fraction of accuracy [0, 1] x MACs "
              f"[0, {format_count(reference or 0)}])")
-    return _layout(figure, title, xaxis={"title": {"text": "trial"}}, yaxis={"title": {"text": "hypervolume"}})
+    return _layout(figure, title, xaxis={"title": {"text": "evaluated trials"}},
+                   yaxis={"title": {"text": "hypervolume"}})
+
+
+def _add_band(figure: Any, name: str, curves: list[tuple[float, ...]], color: str) -> None:
+    from plotly import graph_objects
+
+    length = min(len(curve) for curve in curves)
+    steps = list(range(1, length + 1))
+    columns = [[curve[step - 1] for curve in curves] for step in steps]
+    low, high = [min(column) for column in columns], [max(column) for column in columns]
+    figure.add_trace(graph_objects.Scatter(x=steps + steps[::-1], y=high + low[::-1], fill="toself",
+                                           fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip",
+                                           legendgroup=name, showlegend=False))
+    figure.add_trace(graph_objects.Scatter(x=steps, y=[sum(column) / len(column) for column in columns],
+                                           mode="lines", name=f"{name}: mean, band lowest to highest",
+                                           line={"shape": "hv", "color": color}, legendgroup=name))
 
 
 def best_so_far_figure(studies: Sequence[StudyData]) -> Any:

@@ -15,7 +15,7 @@ from nasscale.report.data import (
     best_so_far,
     choice_effects,
     efficientnet_reference,
-    hypervolume_curve,
+    hypervolume_by_evaluation,
     ladder_base_macs,
     ladder_points,
     pareto_split,
@@ -32,10 +32,10 @@ FAST = ["--space", "tiny", "--data", "digits", "--epochs", "1", "--proxy-resolut
 
 
 def row(trial, accuracy=None, macs=None, *, state="complete", params=None, value=None, infeasible=False,
-        latency_ms=None, arch=None, note=""):
+        latency_ms=None, arch=None, note="", repeat=False):
     return {"trial": trial, "state": state, "val_accuracy": accuracy, "macs": macs, "params": params, "value": value,
             "arch_id": None, "summary": None, "train_seconds": None, "note": note, "latency_ms": latency_ms,
-            "infeasible": infeasible, "arch": arch}
+            "infeasible": infeasible, "arch": arch, "repeat": repeat, "evaluated": not (infeasible or repeat)}
 
 
 # ---------------------------------------------------------------------------------------------- synthetic study
@@ -69,6 +69,7 @@ def synthetic_study(storage: str, name: str = "synthetic", *, trials: int = 24, 
         if arch_cost.macs > max_macs:
             trial.set_user_attr("infeasible", f"MACs {arch_cost.macs} > budget {max_macs}")
             raise optuna.TrialPruned()
+        trial.set_user_attr("trained", True)
         if trial.number == 3:
             trial.set_user_attr("fail_reason", "TrainingDiverged: loss is nan")
             raise RuntimeError("diverged")
@@ -113,15 +114,18 @@ def test_hypervolume_grows_with_the_front_and_is_a_fraction_of_the_box():
     rows = [row(0, 0.5, 50), row(1, 0.4, 80), row(2, 0.8, 50), row(3, 0.9, 100)]
     reference = reference_cost([rows])
     assert reference == pytest.approx(110.0)
-    curve = hypervolume_curve(rows, reference)
-    assert [trial for trial, _ in curve] == [0, 1, 2, 3]
-    volumes = [volume for _, volume in curve]
+    volumes = hypervolume_by_evaluation(rows, reference)
+    assert len(volumes) == 4
     assert volumes[0] == pytest.approx(0.5 * 60 / 110)
     assert volumes[1] == volumes[0]  # a dominated trial adds nothing
     assert volumes[2] == pytest.approx(0.8 * 60 / 110)
     assert volumes[3] == pytest.approx((0.8 * 50 + 0.9 * 10) / 110)
     assert all(0 <= volume <= 1 for volume in volumes)
-    assert hypervolume_curve([row(0, state="fail")], 10.0) == ()
+    assert hypervolume_by_evaluation([row(0, state="fail")], 10.0) == (0.0,)  # evaluated, no result
+    # Repeats and over-budget samples are no evaluations: the axis skips them.
+    skipped = [row(0, 0.5, 50), row(1, 0.9, 50, state="pruned", repeat=True), row(2, infeasible=True, state="pruned"),
+               row(3, 0.8, 50)]
+    assert hypervolume_by_evaluation(skipped, reference) == pytest.approx((0.5 * 60 / 110, 0.8 * 60 / 110))
     assert reference_cost([[row(0, state="fail", macs=5)]]) is None
 
 
@@ -134,9 +138,10 @@ def test_best_so_far_follows_the_direction_and_skips_incomplete_trials():
 
 def test_study_counts():
     rows = [row(0, 0.8, 1), row(1, state="pruned", infeasible=True), row(2, state="pruned"), row(3, state="fail"),
-            row(4, state="running")]
-    assert study_counts(rows) == {"trials": 5, "trained": 1, "over_budget": 1, "pruned": 1, "failed": 1,
-                                  "running": 1}
+            row(4, state="running"), row(5, state="pruned", repeat=True),
+            row(6, state="pruned") | {"stopped_early": True}]
+    assert study_counts(rows) == {"trials": 7, "trained": 1, "over_budget": 1, "pruned": 1, "failed": 1,
+                                  "running": 1, "repeat": 1, "stopped_early": 1}
 
 
 def stage(block="mbconv", kernel_size=3, expand_ratio=3.0, num_blocks=1, out_channels=16):
@@ -214,7 +219,8 @@ def test_report_compares_studies_with_latency_ladder_failures(tmp_path):
     for text in ("Validation accuracy against latency (ms)", "Scaling ladder", "EfficientNet B0-B7 (published)",
                  "over budget (not trained)", "TrainingDiverged: loss is nan", "first: Pareto front",
                  "second: Pareto front", "Study first", "Study second", "Parameter importances",
-                 "recorded before the evaluation protocol"):  # these synthetic studies record no splits
+                 "recorded before the evaluation protocol",  # these synthetic studies record no splits
+                 "NSGA-II (2 studies): mean, band lowest to highest"):  # two seeds of one sampler: one band
         assert text in page, text
     assert set(pandas.read_csv(tmp_path / "both.csv")["study"]) == {"first", "second"}
 
