@@ -25,7 +25,15 @@ Pareto front found are read after each budget, and reported as means with 95% co
 seeds, and as differences against random search paired by seed:
 
     python benchmarks/sampler_hypervolume.py --evaluator bench:benchmarks/tables/tiny-fashion-mnist.bench \
-        --space tiny --data fashion-mnist --seeds 50 --budgets 25,50,100,200 --jobs 2
+        --space tiny --data fashion-mnist --seeds 50 --budgets 25,50,100,200 --epochs 4 \
+        --samplers nsga2,tpe,random,evolution,local --population-size 8 --jobs 2
+
+A method NAME+mo-asha is that sampler with ``--pruner mo-asha`` (``--min-epochs``, ``--reduction-factor``),
+run for ``--asha-trials`` evaluated trials. Budgets count compute in full evaluations (N allows N x epochs
+epochs), so a run that stops trials early is read at the compute it spent, and only its fully trained trials
+count towards its hypervolume; for every method the epochs it needed to reach random search's hypervolume at the
+largest budget (per seed) are reported too. Curves (hypervolume after each trial, with the epochs spent) go to
+``*_curves.json`` beside the results, which ``benchmarks/plot_samplers.py`` draws.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import platform
 import statistics
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -132,6 +140,9 @@ def main() -> None:
                         f"{TABULAR_RESULTS.name} with a table]")
     parser.add_argument("--evaluator", default="training", help="training, or bench:FILE to answer from a table")
     parser.add_argument("--budgets", default="25,50,100,200", help="with a table: evaluations to report at")
+    parser.add_argument("--min-epochs", type=int, default=1, help="NAME+mo-asha: the first rung")
+    parser.add_argument("--reduction-factor", type=int, default=3, help="NAME+mo-asha: eta")
+    parser.add_argument("--asha-trials", type=int, default=450, help="NAME+mo-asha: evaluated trials per run")
     options = parser.parse_args()
     if options.evaluator.startswith("bench:"):
         compare_on_table(options)
@@ -240,46 +251,72 @@ def versions() -> dict[str, str]:
 # ------------------------------------------------------------------------------------ on a benchmark table
 
 
-def tabular_config(options: argparse.Namespace, sampler: str, seed: int, folder: str, trials: int):
+ASHA_SUFFIX = "+mo-asha"  # --samplers local+mo-asha: that sampler with --pruner mo-asha
+
+
+def tabular_config(options: argparse.Namespace, method: str, seed: int, folder: str, trials: int):
     from nasscale.search.config import SearchConfig
 
-    return SearchConfig(space=options.space, data=options.data, study=f"{sampler}-seed{seed}",
-                        storage=f"journal:{Path(folder) / f'{sampler}-seed{seed}.journal'}", trials=trials,
+    sampler, asha = method.removesuffix(ASHA_SUFFIX), method.endswith(ASHA_SUFFIX)
+    pruning = ({"pruner": "mo-asha", "min_epochs": options.min_epochs, "reduction_factor": options.reduction_factor}
+               if asha else {})
+    return SearchConfig(space=options.space, data=options.data, study=f"{method}-seed{seed}",
+                        storage=f"journal:{Path(folder) / f'{method}-seed{seed}.journal'}", trials=trials,
                         sampler=sampler, population_size=options.population_size, seed=seed, epochs=options.epochs,
-                        max_train_samples=options.max_train_samples, evaluator=options.evaluator, threads=1)
+                        max_train_samples=options.max_train_samples, evaluator=options.evaluator, threads=1,
+                        **pruning)
 
 
-def run_tabular(options: argparse.Namespace, sampler: str, seed: int, folder: str, trials: int) -> dict:
-    """One real search answered from the table: its evaluated trials in order, as (arch_id, accuracy, MACs,
-    charged training seconds), or None for a trial that did not complete."""
+def run_tabular(options: argparse.Namespace, method: str, seed: int, folder: str, trials: int) -> dict:
+    """One real search answered from the table: its evaluated trials in order, as (arch_id, validation accuracy
+    or None for a trial stopped early or failed, MACs, epochs trained)."""
     from nasscale.search.backends.optuna_backend import run_search
-    from nasscale.search.record import ATTR_ACCURACY, ATTR_ARCH_ID, ATTR_MACS, ATTR_TIMINGS
+    from nasscale.search.record import ATTR_ACCURACY, ATTR_ARCH_ID, ATTR_EPOCHS_TRAINED, ATTR_MACS
+    from nasscale.search.results import trial_counts
     from nasscale.search.storage import quiet_optuna
     from nasscale.search.trials import is_evaluated
 
     quiet_optuna()  # a line per trial would be 150,000 lines
     started = time.perf_counter()
-    study = run_search(tabular_config(options, sampler, seed, folder, trials))
+    study = run_search(tabular_config(options, method, seed, folder, trials))
     evaluated = [trial for trial in study.get_trials(deepcopy=False) if is_evaluated(trial)]
-    points = [(trial.user_attrs[ATTR_ARCH_ID], trial.user_attrs[ATTR_ACCURACY], trial.user_attrs[ATTR_MACS],
-               trial.user_attrs[ATTR_TIMINGS]["train_seconds"]) if trial.state.name == "COMPLETE" else None
+    points = [(trial.user_attrs[ATTR_ARCH_ID],
+               trial.user_attrs[ATTR_ACCURACY] if trial.state.name == "COMPLETE" else None,
+               trial.user_attrs[ATTR_MACS], trial.user_attrs.get(ATTR_EPOCHS_TRAINED, options.epochs))
               for trial in evaluated]
-    return {"sampler": sampler, "seed": seed, "points": points, "wall_seconds": time.perf_counter() - started}
+    return {"sampler": method, "seed": seed, "points": points, "wall_seconds": time.perf_counter() - started,
+            "counts": trial_counts(study)}
 
 
-def score_tabular(run: dict, budgets: list[int], max_macs: int, true_front: set[str]) -> dict:
-    """Hypervolume, share of the true front found, distinct architectures and charged compute after each budget."""
+def score_tabular(run: dict, budgets: list[int], epochs: int, max_macs: int, true_front: set[str]) -> dict:
+    """After each budget of compute, counted in full evaluations (``budget x epochs`` epochs, so a run with early
+    stopping spends the same as one without): the hypervolume of the fully trained trials, the share of the true
+    front among them, and the evaluations made. Also the hypervolume after every evaluation, with the epochs spent
+    so far (the curve the plot and the epochs-to-target figures read)."""
+    spent, curve, done = 0, [], []
+    for arch_id, accuracy, macs, trained in run["points"]:
+        spent += trained
+        if accuracy is not None:
+            done.append((arch_id, accuracy, macs / max_macs))
+        curve.append((spent, round(hypervolume_2d([(a, m) for _, a, m in done], DIRECTIONS, REFERENCE), 6)
+                      if done else 0.0))
     scores = {}
     for budget in budgets:
-        seen = [point for point in run["points"][:budget] if point is not None]
-        normalised = [(accuracy, macs / max_macs) for _, accuracy, macs, _ in seen]
-        scores[str(budget)] = {
-            "hypervolume": hypervolume_2d(normalised, DIRECTIONS, REFERENCE) if normalised else 0.0,
-            "front_found": len({arch_id for arch_id, *_ in seen} & true_front) / len(true_front),
-            "distinct": len({arch_id for arch_id, *_ in seen}),
-            "compute_seconds": sum(seconds for *_, seconds in seen)}
+        within = [index for index, (used, _) in enumerate(curve) if used <= budget * epochs]
+        last = within[-1] if within else -1
+        seen = {arch_id for arch_id, *_ in run["points"][:last + 1]}
+        complete = {arch_id for arch_id, accuracy, *_ in run["points"][:last + 1] if accuracy is not None}
+        scores[str(budget)] = {"hypervolume": curve[last][1] if within else 0.0,
+                               "front_found": len(complete & true_front) / len(true_front),
+                               "distinct": len(seen), "evaluations": last + 1, "fully_trained": len(complete)}
     return {"sampler": run["sampler"], "seed": run["seed"], "wall_seconds": run["wall_seconds"],
-            "evaluations": len(run["points"]), "by_budget": scores}
+            "evaluations": len(run["points"]), "counts": run["counts"], "by_budget": scores,
+            "curve": curve}
+
+
+def epochs_to_reach(curve: list, target: float) -> int | None:
+    """The epochs a run had spent when its hypervolume first reached ``target``; None if it never did."""
+    return next((spent for spent, volume in curve if volume >= target - 1e-12), None)
 
 
 def confidence_interval(values: list[float]) -> dict[str, float]:
@@ -302,7 +339,7 @@ def summarise_tabular(scored: list[dict], samplers: list[str], budgets: list[int
         for budget in map(str, budgets):
             runs = [by[(sampler, seed)]["by_budget"][budget] for seed in seeds]
             row = {key: confidence_interval([run[key] for run in runs])
-                   for key in ("hypervolume", "front_found", "distinct", "compute_seconds")}
+                   for key in ("hypervolume", "front_found", "distinct", "evaluations", "fully_trained")}
             if sampler != "random" and "random" in samplers:
                 differences = [by[(sampler, seed)]["by_budget"][budget]["hypervolume"]
                                - by[("random", seed)]["by_budget"][budget]["hypervolume"] for seed in seeds]
@@ -310,6 +347,30 @@ def summarise_tabular(scored: list[dict], samplers: list[str], budgets: list[int
                 row["win_rate_against_random"] = sum(difference > 0 for difference in differences) / len(seeds)
             summary[sampler][budget] = row
     return summary
+
+
+def summarise_epochs_to_target(scored: list[dict], samplers: list[str], budget: int, epochs: int) -> dict:
+    """Per seed, the epochs each method needed to reach random search's hypervolume after ``budget`` full
+    evaluations of that seed (``budget x epochs`` epochs): the share of seeds that got there, and the median
+    epochs and its ratio to random's compute, counting a seed that never got there as not reached."""
+    by = {(run["sampler"], run["seed"]): run for run in scored}
+    seeds = sorted({run["seed"] for run in scored})
+    reference = budget * epochs
+    result = {}
+    for sampler in samplers:
+        needed = [epochs_to_reach(by[(sampler, seed)]["curve"],
+                                  by[("random", seed)]["by_budget"][str(budget)]["hypervolume"]) for seed in seeds]
+        reached = sorted(value for value in needed if value is not None)
+        median = statistics.median(needed_or_inf(needed)) if needed else math.inf
+        result[sampler] = {"reached": len(reached) / len(seeds), "median_epochs": median,
+                           "median_ratio_to_random": median / reference, "per_seed": needed,
+                           "spent_epochs": statistics.fmean(by[(sampler, seed)]["curve"][-1][0] for seed in seeds)}
+    return {"target": f"random search's hypervolume after {budget} full evaluations ({reference} epochs), per seed",
+            "by_sampler": result}
+
+
+def needed_or_inf(values: list[int | None]) -> list[float]:
+    return [math.inf if value is None else float(value) for value in values]
 
 
 def compare_on_table(options: argparse.Namespace) -> None:
@@ -332,25 +393,37 @@ def compare_on_table(options: argparse.Namespace) -> None:
     jobs = [(sampler, seed) for seed in range(options.seeds) for sampler in samplers]
     scored = []
     with tempfile.TemporaryDirectory(prefix="nasscale-tabular-") as folder:
-        arguments = [(options, sampler, seed, folder, max(budgets)) for sampler, seed in jobs]
-        if options.jobs > 1:
-            with ProcessPoolExecutor(options.jobs, mp_context=get_context("spawn")) as pool:
-                runs = pool.map(run_tabular, *zip(*arguments, strict=True))
-                scored = [score_tabular(run, budgets, max_macs, front_ids) for run in runs]
-        else:
-            scored = [score_tabular(run_tabular(*item), budgets, max_macs, front_ids) for item in arguments]
+        arguments = [(options, sampler, seed, folder,
+                      options.asha_trials if sampler.endswith(ASHA_SUFFIX) else max(budgets)) for sampler, seed in jobs]
+        partial = (options.output or TABULAR_RESULTS).with_suffix(".partial.json")
+        with ProcessPoolExecutor(options.jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_tabular, *item) for item in arguments]
+            for done, future in enumerate(as_completed(futures), start=1):
+                scored.append(score_tabular(future.result(), budgets, options.epochs, max_macs, front_ids))
+                if done % 10 == 0 or done == len(futures):  # a kill loses at most the last ten runs
+                    partial.write_text(json.dumps(scored, separators=(",", ":")))
+                    print(f"  {done} of {len(futures)} runs, {time.perf_counter() - started:.0f} s", flush=True)
+    scored.sort(key=lambda run: (samplers.index(run["sampler"]), run["seed"]))
+    partial.unlink(missing_ok=True)
     summary = summarise_tabular(scored, samplers, budgets)
+    to_target = summarise_epochs_to_target(scored, samplers, max(budgets), options.epochs) if "random" in samplers \
+        else None
     wall_seconds = time.perf_counter() - started
-    print(f"\n{'sampler':8s} {'budget':>6s} {'hypervolume (95% CI)':>22s} {'minus random':>18s} "
+    print(f"\n{'sampler':16s} {'budget':>6s} {'hypervolume (95% CI)':>22s} {'minus random':>18s} "
           f"{'true front found':>17s} {'distinct':>8s}")
     for sampler, rows in summary.items():
         for budget, row in rows.items():
             difference = row.get("hypervolume_minus_random")
-            print(f"{sampler:8s} {budget:>6s} {row['hypervolume']['mean']:>13.4f} ± {row['hypervolume']['ci95']:.4f}"
+            print(f"{sampler:16s} {budget:>6s} {row['hypervolume']['mean']:>13.4f} ± {row['hypervolume']['ci95']:.4f}"
                   f" {'' if difference is None else format(difference['mean'], '+.4f'):>10s}"
                   f"{'' if difference is None else ' ± ' + format(difference['ci95'], '.4f'):>8s}"
                   f" {row['front_found']['mean']:>10.1%} ± {row['front_found']['ci95']:.1%}"
                   f" {row['distinct']['mean']:>8.1f}")
+    if to_target is not None:
+        print(f"\nepochs to reach {to_target['target']}:")
+        for sampler, row in to_target["by_sampler"].items():
+            print(f"  {sampler:16s} reached in {row['reached']:.0%} of seeds, median {row['median_epochs']:g} epochs "
+                  f"({row['median_ratio_to_random']:.2f} of random's), {row['spent_epochs']:.0f} epochs spent per run")
     print(f"true front hypervolume {best_hypervolume:.4f}; wall {wall_seconds:.0f} s")
     output = options.output or TABULAR_RESULTS
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -358,16 +431,27 @@ def compare_on_table(options: argparse.Namespace) -> None:
                                                                                       "recipe", "architectures")},
                 "samplers": samplers, "seeds": options.seeds, "budgets": budgets, "epochs": options.epochs,
                 "population_size": options.population_size, "jobs": options.jobs,
+                "mo_asha": {"min_epochs": options.min_epochs, "reduction_factor": options.reduction_factor,
+                            "trials": options.asha_trials},
+                "budget_unit": "full evaluations' compute: a budget of N allows N x epochs epochs (a run with "
+                               "MO-ASHA evaluates more architectures in it)",
                 "true_front": sorted(front_ids), "true_front_hypervolume": best_hypervolume,
                 "hypervolume": "points (validation accuracy, MACs / largest MACs in the table), reference (0, 1)",
                 "command": f"python benchmarks/sampler_hypervolume.py --evaluator {options.evaluator} --space "
                            f"{options.space} --data {options.data} --seeds {options.seeds} --budgets "
-                           f"{','.join(map(str, budgets))} --epochs {options.epochs} --population-size "
-                           f"{options.population_size} --jobs {options.jobs}",
+                           f"{','.join(map(str, budgets))} --epochs {options.epochs} --samplers {','.join(samplers)} "
+                           f"--population-size {options.population_size} --min-epochs {options.min_epochs} "
+                           f"--reduction-factor {options.reduction_factor} --asha-trials {options.asha_trials} "
+                           f"--jobs {options.jobs}",
                 "date": datetime.now().isoformat(timespec="seconds"), **versions()}
-    output.write_text(json.dumps({"settings": settings, "summary": summary, "wall_seconds": wall_seconds,
-                                  "runs": scored}, indent=2))
-    print(f"saved {output}")
+    output.write_text(json.dumps({"settings": settings, "summary": summary, "epochs_to_target": to_target,
+                                  "wall_seconds": wall_seconds,
+                                  "runs": [{key: value for key, value in run.items() if key != "curve"}
+                                           for run in scored]}, indent=2))
+    curves = output.with_name(output.stem + "_curves.json")  # compact: one (epochs, hypervolume) pair per trial
+    curves.write_text(json.dumps([{"sampler": run["sampler"], "seed": run["seed"], "curve": run["curve"]}
+                                  for run in scored], separators=(",", ":")))
+    print(f"saved {output} and {curves}")
 
 
 if __name__ == "__main__":
