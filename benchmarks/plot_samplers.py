@@ -3,6 +3,8 @@ confidence band, from the curves ``sampler_hypervolume.py --evaluator bench:FILE
 full evaluations (``epochs`` epochs each), so a run with early stopping is drawn at the compute it spent.
 
     python benchmarks/plot_samplers.py                      # docs/sampler-hypervolume.html and .png
+    python benchmarks/plot_samplers.py --results benchmarks/results/sampler_mo_asha_table.json \
+        --out docs/mo-asha-hypervolume.html
 
 The PNG is a screenshot of the HTML page in headless Chromium (``apt-get install chromium``); without it only the
 page is written.
@@ -53,10 +55,11 @@ def figure(results: dict, curves: list[dict]):
 
     settings = results["settings"]
     epochs, budget = settings["epochs"], max(settings["budgets"])
-    steps = list(range(5, budget + 1))
     shown = go.Figure()
     for method in settings["samplers"]:
         mine = [run["curve"] for run in curves if run["sampler"] == method]
+        spent = min(curve[-1][0] for curve in mine) / epochs  # drawn only as far as every run went
+        steps = [step for step in range(5, budget + 1) if step <= spent]
         means, lows, highs = bands(mine, steps, epochs)
         colour = COLOURS.get(method, "#17becf")
         shown.add_trace(go.Scatter(x=steps + steps[::-1], y=highs + lows[::-1], fill="toself", fillcolor=colour,
@@ -79,7 +82,7 @@ def screenshot(page: Path, png: Path) -> bool:
     if browser is None:
         return False
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={png}", "--window-size=1000,560", "--virtual-time-budget=5000", page.as_uri()],
+                    f"--screenshot={png}", "--window-size=1000,560", "--virtual-time-budget=5000", page.resolve().as_uri()],
                    check=True, capture_output=True, timeout=120)
     return True
 

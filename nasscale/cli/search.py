@@ -36,7 +36,7 @@ def search(
     max_macs: Annotated[str | None, typer.Option(help="MAC budget, e.g. 400M (checked before training).")] = None,
     max_params: Annotated[str | None, typer.Option(help="Parameter budget, e.g. 5M.")] = None,
     sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | evolution (regularized evolution) | "
-                                                     "local (Pareto local search) | gp [nsga2].")] = None,
+                                                     "local (Pareto local search) | gp [tpe].")] = None,
     pruner: Annotated[str | None, typer.Option(help="auto (median pruner for one objective, none for several) | "
                                                     "none | mo-asha: multi-objective successive halving, the top "
                                                     "1/eta of each rung by non-dominated sorting go on [auto].")]

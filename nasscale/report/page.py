@@ -141,7 +141,8 @@ def _evaluation_text(config: Mapping[str, Any]) -> str:
 
 def _counts_text(counts: Mapping[str, int]) -> str:
     parts = [f"{counts['trials']} trials", f"{counts['trained']} trained"]
-    parts += [f"{counts[key]} {key.replace('_', ' ')}" + ("s not trained again" if key == "repeat" else "")
+    words = {"repeat": "repeat(s) not trained again"}
+    parts += [f"{counts[key]} {words.get(key, key.replace('_', ' '))}"
               for key in ("stopped_early", "repeat", "over_budget", "pruned", "failed", "running") if counts[key]]
     return ", ".join(parts)
 

@@ -135,10 +135,12 @@ def describe_counts(counts: dict[str, int]) -> str:
     parts = [f"{counts['evaluated']} evaluated"]
     if counts["stopped_early"]:
         parts[0] += f" ({counts['stopped_early']} of them stopped early)"
-    for key, words in (("duplicates_avoided", "repeats of an evaluated architecture, not trained again"),
-                       ("over_budget", "over budget"), ("skipped", "skipped (all slots taken)")):
+    for key, one, many in (("duplicates_avoided", "repeat of an evaluated architecture, not trained again",
+                            "repeats of evaluated architectures, not trained again"),
+                           ("over_budget", "over budget", "over budget"),
+                           ("skipped", "skipped (all slots taken)", "skipped (all slots taken)")):
         if counts[key]:
-            parts.append(f"{counts[key]} {words}")
+            parts.append(f"{counts[key]} {one if counts[key] == 1 else many}")
     return f"{counts['trials']} trials in the study: " + ", ".join(parts)
 
 

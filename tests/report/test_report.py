@@ -203,7 +203,7 @@ def test_report_for_a_real_search(capsys, tmp_path, searched):
     assert "<script src=" not in page
     for text in ("Validation accuracy against MACs", "Validation accuracy against parameters", "Hypervolume",
                  "Top architectures",
-                 "How the choices matter", "NSGA-II over accuracy and macs on space tiny", "stage 1: ",
+                 "How the choices matter", "TPE over accuracy and macs on space tiny", "stage 1: ",
                  "at the deployment resolution 32 px, scored on the validation split (0.1 of the training data"):
         assert text in page, text
     table = pandas.read_csv(csv)
