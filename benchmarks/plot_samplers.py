@@ -82,7 +82,8 @@ def screenshot(page: Path, png: Path) -> bool:
     if browser is None:
         return False
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={png}", "--window-size=1000,560", "--virtual-time-budget=5000", page.resolve().as_uri()],
+                    f"--screenshot={png}", "--window-size=1000,560", "--virtual-time-budget=5000",
+                    page.resolve().as_uri()],
                    check=True, capture_output=True, timeout=120)
     return True
 

@@ -251,3 +251,22 @@ def test_a_mo_asha_study_resumes_only_with_its_rungs(capsys, tmp_path, table):
                                "local", "--trials", "8", *extra)
         assert code == 2 and "its MO-ASHA rungs would not compare" in err and "Traceback" not in err
     assert sum(is_evaluated(trial) for trial in load(storage).trials) == 4  # the study untouched
+
+
+def test_two_workers_share_mo_asha_rungs_and_never_train_one_architecture_twice(tmp_path, table):
+    space, bench = table
+    storage = f"journal:{tmp_path / 'shared-asha.journal'}"
+    command = [sys.executable, "-m", "nasscale.cli", "search", "--space", str(space), "--data", "digits",
+               "--evaluator", f"bench:{bench}", "--epochs", "3", "--storage", storage, "--study", "s", "--sampler",
+               "random", "--trials", "20", "--pruner", "mo-asha"]
+    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    trials = load(storage).trials
+    evaluated = [trial for trial in trials if is_evaluated(trial)]
+    assert len(evaluated) == 20 and len({trial.user_attrs[ATTR_ARCH_ID] for trial in evaluated}) == 20
+    for trial in evaluated:  # every trial reached rung 1 and was ranked there against the shared record
+        assert "1" in trial.user_attrs[ATTR_RUNGS]
+        assert (trial.state.name == "PRUNED") is (not trial.user_attrs[ATTR_RUNGS]["1"]["promoted"])
