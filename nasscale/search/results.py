@@ -116,8 +116,8 @@ def best_frame(study: optuna.Study, *, top: int = 10):
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
     """What became of the study's trials: evaluated (what --trials counts), of them fully trained and stopped
-    early; samples not trained because they repeated an evaluated architecture, broke a budget, or found every
-    slot taken; and trials cut short by a stopped worker (retried)."""
+    early (by MO-ASHA, or Optuna's pruner); and samples not trained because they repeated an evaluated
+    architecture, broke a budget, or found every slot taken."""
     trials = study.get_trials(deepcopy=False)
     evaluated = [trial for trial in trials if is_evaluated(trial)]
     stopped = [trial for trial in evaluated if trial.state is optuna.trial.TrialState.PRUNED]

@@ -189,8 +189,10 @@ class Slots:
 
 def evaluated_twin(arch_id: str | None, others: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
     """The first other trial that evaluated (or is training) the architecture ``arch_id``."""
+    if arch_id is None:
+        return None
     twins = [other for other in others if other.user_attrs.get(ATTR_ARCH_ID) == arch_id and holds_slot(other)]
-    return min(twins, key=lambda other: other.number) if twins and arch_id is not None else None
+    return min(twins, key=lambda other: other.number, default=None)
 
 
 # ------------------------------------------------------------------------------------------------- study
