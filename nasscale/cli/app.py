@@ -77,10 +77,33 @@ STUDY_COMMANDS = frozenset(name for name, _, opens_studies in COMMANDS if opens_
 
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+STOP_GRACE_SECONDS = 20.0  # how long a stop may take before the process ends without cleaning up
+STOPPED = "nasscale: interrupted; finished trials are kept, run the same command to resume"
+_stop_requested = []  # a list, so that the handler records the first signal without a global statement
 
 
 def _stop_on_signal(signal_number: int, frame: object) -> None:
+    """The first signal unwinds the command (the running trial is marked failed); a second one, or a stop
+    that hangs, ends the process at once. The KeyboardInterrupt lands wherever the main thread is, possibly
+    inside a library holding a lock that the heartbeat thread then waits for forever: the watchdog bounds
+    that. Ending without cleanup loses nothing finished: every finished trial is already committed, and the
+    heartbeat marks the running one stale, so the same command retries it."""
+    if _stop_requested:
+        _end_now("stopped again")
+    _stop_requested.append(signal_number)
+    import threading
+
+    watchdog = threading.Timer(STOP_GRACE_SECONDS, _end_now, args=(f"did not stop within {STOP_GRACE_SECONDS:.0f} s",))
+    watchdog.daemon = True
+    watchdog.start()
     raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _end_now(reason: str) -> None:
+    import os
+
+    print(f"{STOPPED} ({reason}; the running trial is retried on resume)", file=sys.stderr, flush=True)
+    os._exit(INTERRUPTED)
 
 
 def _install_stop_signals() -> None:
@@ -119,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         print(getattr(help_request, "format_message", help_request.__str__)())
         sys.exit(USAGE_STATUS)
     except (typer.Abort, KeyboardInterrupt):
-        print("nasscale: interrupted; finished trials are kept, run the same command to resume", file=sys.stderr)
+        print(STOPPED, file=sys.stderr)
         sys.exit(INTERRUPTED)
     except (NasscaleError, USAGE_ERROR, OSError) as error:
         if state["debug"]:

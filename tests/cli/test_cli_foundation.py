@@ -1,4 +1,5 @@
 import json
+import signal
 import subprocess
 import sys
 
@@ -77,3 +78,43 @@ def test_console_script_debug_shows_traceback():
     debug = subprocess.run([sys.executable, "-m", "nasscale.cli", "--debug", "cost", "nope"], capture_output=True,
                            text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+# A command whose unwinding hangs: it swallows the KeyboardInterrupt of the first signal, the way a library
+# waiting on a lock that the interrupted main thread holds would never return.
+HANGING_COMMAND = """
+import sys, time
+import nasscale.cli.app as application
+application.STOP_GRACE_SECONDS = float(sys.argv[1])
+application._install_stop_signals()
+print("ready", flush=True)
+while True:
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("swallowed", flush=True)
+"""
+
+
+def _start_hanging_command(grace_seconds: float) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HANGING_COMMAND, str(grace_seconds)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_a_stop_that_hangs_ends_after_the_grace_period_with_status_130():
+    process = _start_hanging_command(grace_seconds=1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "swallowed" in out
+    assert "finished trials are kept" in err and "did not stop within 1 s" in err
+
+
+def test_a_second_signal_ends_at_once():
+    process = _start_hanging_command(grace_seconds=600)
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline().strip() == "swallowed"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "stopped again" in err

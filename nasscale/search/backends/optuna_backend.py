@@ -119,7 +119,6 @@ MAX_CONSECUTIVE_INFEASIBLE = 2000
 MAX_CONSECUTIVE_DUPLICATES = 500
 
 
-
 class TrialFailed(NasscaleError):
     """A trial that could not finish (diverged, out of memory); the study goes on."""
 
@@ -128,27 +127,7 @@ class StopRequested(KeyboardInterrupt):
     """A worker was asked to stop (the Ray driver was interrupted): handled like Ctrl-C."""
 
 
-
-
-
-
 # -------------------------------------------------------------------------------------- trial accounting
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True, slots=True)
