@@ -79,7 +79,7 @@ STUDY_COMMANDS = frozenset(name for name, _, opens_studies in COMMANDS if opens_
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 STOP_GRACE_SECONDS = 20.0  # how long a stop may take before the process ends without cleaning up
 STOPPED = "nasscale: interrupted; finished trials are kept, run the same command to resume"
-_stop_requested = []  # a list, so that the handler records the first signal without a global statement
+_stop_requested: list[int] = []  # a list, so that the handler records the first signal without a global statement
 
 
 def _stop_on_signal(signal_number: int, frame: object) -> None:
