@@ -87,9 +87,12 @@ import sys, time
 import nasscale.cli.app as application
 application.STOP_GRACE_SECONDS = float(sys.argv[1])
 application._install_stop_signals()
-print("ready", flush=True)
+ready = False
 while True:
-    try:
+    try:  # "ready" inside the try: a signal right after it must land here, not end the script
+        if not ready:
+            print("ready", flush=True)
+            ready = True
         time.sleep(60)
     except KeyboardInterrupt:
         print("swallowed", flush=True)
