@@ -31,7 +31,8 @@ def search(
                                                     "up to this number [20].")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop this run after this many seconds.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Proxy training epochs per trial [3].")] = None,
-    objectives: Annotated[str | None, typer.Option(help="Comma-separated: accuracy,macs[,params][,latency] "
+    objectives: Annotated[str | None, typer.Option(help="Comma-separated: accuracy,macs[,params][,latency]"
+                                                        "[,train_time] (ms per image of one training step) "
                                                         "[accuracy,macs].")] = None,
     max_macs: Annotated[str | None, typer.Option(help="MAC budget, e.g. 400M (checked before training).")] = None,
     max_params: Annotated[str | None, typer.Option(help="Parameter budget, e.g. 5M.")] = None,
@@ -49,6 +50,9 @@ def search(
     max_latency: Annotated[str | None, typer.Option(help="Latency budget per batch-1 forward pass, e.g. 15ms "
                                                          "(checked before training; with a table, before "
                                                          "building).")] = None,
+    max_train_ms: Annotated[str | None, typer.Option(help="Training-time budget: ms per image of one SGD step at "
+                                                          "--batch-size, e.g. 0.5 (measured before training).")]
+    = None,
     target_latency: Annotated[str | None, typer.Option(help="T of MnasNet's latency reward ACC x (LAT/T)^w, e.g. "
                                                             "15ms (with --reward mnas, instead of --target-macs).")]
     = None,
@@ -109,7 +113,8 @@ def search(
                  "validation_fraction": validation_fraction, "split_seed": split_seed, "batch_size": batch_size,
                  "max_train_samples": max_train_samples, "threads": threads, "device": device, "backend": backend,
                  "ray_address": ray_address, "workers": workers, "cpus_per_trial": cpus_per_trial,
-                 "gpus_per_trial": gpus_per_trial, "max_latency": max_latency, "target_latency": target_latency,
+                 "gpus_per_trial": gpus_per_trial, "max_latency": max_latency, "max_train_ms": max_train_ms,
+                 "target_latency": target_latency,
                  "latency_table": latency_table, "latency_repeats": latency_repeats, "evaluator": evaluator,
                  "prefilter": prefilter}
     file_values = load_config_file(config) if config else None
@@ -138,28 +143,33 @@ def _records(frame) -> list[dict]:
 
 
 def print_trials_table(frame, *, title: str) -> None:
-    """The trials of ``results.best_frame``; latency columns only when recorded, the accuracy column named for
-    what it holds (a zero-cost study's score)."""
+    """The trials of ``results.best_frame``; latency and training-time columns only when recorded, the accuracy
+    column named for what it holds (a zero-cost study's score)."""
     evaluators = frame["evaluator"].dropna()
     show_latency = frame["latency_ms"].notna().any()
+    show_train_time = frame["train_time_ms"].notna().any()
     show_value = frame["value"].notna().any()  # a single objective's value (a reward); none on a Pareto front
     columns = ["trial", accuracy_label(evaluators.iloc[0] if len(evaluators) else None), "MACs", "params",
-               *(["latency ms", "from"] if show_latency else []), *(["value"] if show_value else []), "architecture"]
+               *(["latency ms", "from"] if show_latency else []), *(["train ms/image"] if show_train_time else []),
+               *(["value"] if show_value else []), "architecture"]
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="left" if column in ("architecture", "from") else "right")
     for row in frame.itertuples():
-        latency = [_milliseconds(row.latency_ms), row.latency_source or ""] if show_latency else []
+        timings = [_milliseconds(row.latency_ms), row.latency_source or ""] if show_latency else []
+        timings += [_milliseconds(row.train_time_ms)] if show_train_time else []
         value = [f"{row.value:.4f}" if row.value == row.value else ""] if show_value else []
         table.add_row(str(row.trial), "" if row.val_accuracy is None else f"{row.val_accuracy:.4f}",
                       format_count(row.macs) if row.macs else "", format_count(row.params) if row.params else "",
-                      *latency, *value, row.summary or "")
+                      *timings, *value, row.summary or "")
     console.print(table)
 
 
 def _objective_text(name: str, value: float) -> str:
     if name == "latency":
         return f"{value:.3g} ms"
+    if name == "train_time":
+        return f"{value:.3g} ms/image"
     return format_count(value) if value > 10 else f"{value:.4f}"
 
 

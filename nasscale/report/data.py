@@ -33,8 +33,11 @@ from nasscale.search.storage import require_existing_storage
 from nasscale.search.trials import is_evaluated
 
 logger = logging.getLogger(__name__)
-# The cost axes a front is drawn against, with their labels; latency only when a trial recorded it.
-COST_LABELS = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)"}
+# The cost axes a front is drawn against, with their labels; latency and training time only when a trial recorded
+# them. LINEAR_COSTS: measured times, drawn on a linear axis (counts span orders of magnitude: log).
+COST_LABELS = {"macs": "MACs", "params": "parameters", "latency_ms": "latency (ms)",
+               "train_time_ms": "training time (ms/image)"}
+LINEAR_COSTS = ("latency_ms", "train_time_ms")
 ACCURACY_AGAINST_COST = ("maximize", "minimize")
 # The hypervolume's reference cost sits this far beyond the costliest trained trial, so that every trial counts.
 REFERENCE_MARGIN = 1.1
@@ -42,7 +45,8 @@ TOP_ARCHITECTURES = 15
 UNTRAINED_SHOWN = 50
 SETTINGS_PER_ROW = 4
 COUNT_SETTINGS = ("max_macs", "max_params", "target_macs")
-BUDGET_SETTINGS = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency"}
+BUDGET_SETTINGS = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency",
+                   "train_time_ms": "max_train_ms"}
 SAMPLER_NAMES = {"nsga2": "NSGA-II", "tpe": "TPE", "random": "random sampling", "evolution": "regularized evolution",
                  "local": "Pareto local search", "gp": "Gaussian-process BO"}
 

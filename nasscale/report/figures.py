@@ -12,6 +12,7 @@ from nasscale.errors import SpecError
 from nasscale.report.data import (
     BUDGET_SETTINGS,
     COST_LABELS,
+    LINEAR_COSTS,
     UNTRAINED_SYMBOLS,
     ChoiceEffect,
     LadderPoint,
@@ -46,6 +47,8 @@ def _hover(row: Mapping[str, Any], study: str | None = None) -> str:
              if row.get(key) is not None]
     if row.get("latency_ms") is not None:
         costs.append(f"latency {row['latency_ms']:.3g} ms")
+    if row.get("train_time_ms") is not None:
+        costs.append(f"training {row['train_time_ms']:.3g} ms/image")
     if costs:
         lines.append(", ".join(costs))
     if row.get("note"):
@@ -105,7 +108,7 @@ def front_figure(studies: Sequence[StudyData], cost: str = "macs") -> Any:
     budgets: set[Any] = {study.config.get(BUDGET_SETTINGS.get(cost, "")) for study in studies} - {None}
     for budget in sorted(budgets):
         figure.add_vline(x=budget, line={"color": "#d62728", "dash": "dash", "width": 1})
-    axis = {"type": "log" if cost != "latency_ms" else "linear", "title": {"text": COST_LABELS[cost]},
+    axis = {"type": "linear" if cost in LINEAR_COSTS else "log", "title": {"text": COST_LABELS[cost]},
             "tickformat": ".3~s"}
     label = studies_accuracy_label(studies).replace("val_accuracy", "validation accuracy")
     if has_strip:

@@ -107,6 +107,7 @@ def describe_study(study: StudyData) -> str:
     budgets = [f"{name} <= {format_count(config[key])}" for key, name in (("max_macs", "MACs"),
                                                                            ("max_params", "params")) if config.get(key)]
     budgets += [f"latency <= {config['max_latency']:g} ms"] if config.get("max_latency") else []
+    budgets += [f"training <= {config['max_train_ms']:g} ms/image"] if config.get("max_train_ms") else []
     sampler: Any = config.get("sampler")  # a recorded setting: any value, or None
     sentence = (f"{SAMPLER_NAMES.get(sampler, sampler)} over {objectives} on space "
                 f"{config.get('space')} with data {config.get('data')}; {config.get('trials')} trained trials of "
@@ -131,6 +132,9 @@ def _evaluation_text(config: Mapping[str, Any]) -> str:
                               else "measured per trial")
     text = latency if config.get("latency_table") or config.get("max_latency") or config.get("target_latency") \
         or "latency" in (config.get("objectives") or ()) else ""
+    if config.get("max_train_ms") or "train_time" in (config.get("objectives") or ()):
+        text += (f"; training time measured per architecture (ms per image of one SGD step, batch "
+                 f"{config.get('batch_size')})")
     if evaluator and evaluator != "training":
         text += f"; no training: each trial's accuracy axis is the {evaluator.removeprefix('zero-cost:')} score"
     if prefilter:
@@ -231,15 +235,17 @@ def _top_table(page: _Page, study: StudyData) -> None:
     kind = "Pareto-optimal trials" if study.is_multi_objective else "best trials by objective value"
     page.text("p", f"The {kind}, most accurate first.", "note")
     show_latency = any(row.get("latency_ms") is not None for row in study.top)
+    show_train_time = any(row.get("train_time_ms") is not None for row in study.top)
     show_value = not study.is_multi_objective
     header = ["trial", accuracy_label(study.config.get("evaluator")), "MACs", "params",
-              *(["latency ms"] if show_latency else []),
+              *(["latency ms"] if show_latency else []), *(["train ms/image"] if show_train_time else []),
               *([study.objectives[0]] if show_value else []), "architecture"]
     rows = []
     for row in sorted(study.top, key=lambda row: -(row.get("val_accuracy") or 0.0)):
         cells = [row["trial"], _format(row.get("val_accuracy"), ".4f"), _count(row.get("macs")),
                  _count(row.get("params"))]
         cells += [_format(row.get("latency_ms"), ".3g")] if show_latency else []
+        cells += [_format(row.get("train_time_ms"), ".3g")] if show_train_time else []
         cells += [_format(row.get("value"), ".4f")] if show_value else []
         rows.append([*cells, row.get("summary") or ""])
     page.table(header, rows, numeric=[True] * (len(header) - 1))

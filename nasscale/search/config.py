@@ -7,10 +7,11 @@ Light core: no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +27,9 @@ from nasscale.units import parse_count
 
 Direction = Literal["minimize", "maximize"]  # as optuna.create_study takes them
 # Each objective with its Optuna direction. latency: milliseconds of a batch-1 forward pass (see latency_table).
+# train_time: measured milliseconds per image of one SGD training step at the proxy batch size (EfficientNetV2).
 OBJECTIVE_DIRECTIONS: dict[str, Direction] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize",
-                                              "latency": "minimize"}
+                                              "latency": "minimize", "train_time": "minimize"}
 # evolution: regularized evolution; local: multi-objective local search (nasscale.search.evolution); gp: Optuna's
 # Gaussian-process sampler.
 SAMPLER_NAMES = ("nsga2", "tpe", "random", "evolution", "local", "gp")
@@ -70,6 +72,10 @@ class SearchConfig:
     target_latency: float | None = None  # T of MnasNet's reward ACC x (LAT / T) ^ reward_exponent
     latency_table: str | None = None
     latency_repeats: int = 10
+    # Training time: milliseconds per image of one SGD step (forward, backward, optimizer step) of a fresh build at
+    # the architecture's deployed resolution, batch_size images, `threads` threads on `device`; measured once per
+    # architecture (nasscale.evaluate.train_time). A budget like max_latency: an over-budget sample is not trained.
+    max_train_ms: float | None = None
     # Evaluation: "training" (proxy training) or "zero-cost:NAME" (score with a zero-cost proxy, no training).
     evaluator: str = TRAINING_EVALUATOR
     prefilter: str | None = None  # "NAME:K": score K candidates per trial with proxy NAME, train the best
@@ -160,6 +166,11 @@ class SearchConfig:
         return as_objective or self.max_latency is not None or (self.reward is not None
                                                                  and self.target_latency is not None)
 
+    @property
+    def needs_train_time(self) -> bool:
+        """Whether each trial's training step is timed: train_time is an objective (never of a reward) or a budget."""
+        return (self.reward is None and "train_time" in self.objectives) or self.max_train_ms is not None
+
     def train_settings(self, seed: int, resolution: int | None = None) -> TrainSettings:
         """How one trial trains: this config's proxy-training fields, the recipe's defaults for the rest;
         ``resolution`` is the size its images are resized to (``training_resolution``)."""
@@ -190,6 +201,8 @@ PROXY_SETTING_FIELDS = ("data", "resolution", "validation_fraction", "test_fract
 COUNT_FIELDS = ("max_macs", "max_params", "target_macs")
 MILLISECOND_FIELDS = ("max_latency", "target_latency")
 MILLISECONDS_PER_UNIT = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
+TRAIN_MS_RULE = ("must be a positive finite number of milliseconds per training image (--max-train-ms), e.g. 0.5 "
+                 "or 500us")
 DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(ms|s|us)?\s*$", re.IGNORECASE)
 
 
@@ -205,6 +218,14 @@ def parse_milliseconds(text: str | int | float, *, name: str = "value") -> float
     if not (math.isfinite(value) and value > 0):
         raise SpecError(name, f"must be a positive duration, got {text!r}")
     return value
+
+
+def parse_train_ms(text: str | int | float) -> float:
+    """--max-train-ms: milliseconds per image, as a number or a duration ("0.5", "0.5ms", "500us")."""
+    try:
+        return parse_milliseconds(text, name="max_train_ms")
+    except SpecError:
+        raise SpecError("max_train_ms", f"{TRAIN_MS_RULE}, got {text!r}") from None
 
 
 def accuracy_label(evaluator: str | None) -> str:
@@ -288,6 +309,9 @@ def validate_config(config: SearchConfig) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not (math.isfinite(value) and value > 0)):
             raise SpecError(name, f"must be positive milliseconds, got {value!r}")
+    train_ms = config.max_train_ms
+    if train_ms is not None and (isinstance(train_ms, bool) or not (math.isfinite(train_ms) and train_ms > 0)):
+        raise SpecError("max_train_ms", f"{TRAIN_MS_RULE}, got {train_ms!r}")
     validate_pruner(config)
     validate_backend(config)
 
@@ -311,6 +335,9 @@ def validate_pruner(config: SearchConfig) -> None:
 
 
 def validate_reward(config: SearchConfig) -> None:
+    if config.reward is not None and "train_time" in config.objectives:
+        raise SpecError("objectives", "train_time is an objective of the multi-objective search, not a term of "
+                                      "--reward mnas: drop --reward, or keep it and budget with --max-train-ms")
     if config.reward is None:
         if config.target_latency is not None:
             raise SpecError("target_latency", "is the T of --reward mnas; add --reward mnas, or use --max-latency "
@@ -385,14 +412,10 @@ def _normalise(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:
         name = str(key).replace("-", "_")
         if name not in CONFIG_FIELDS:
             raise SpecError(str(key), f"unknown key; valid keys are {', '.join(CONFIG_FIELDS)}", source=source)
-        if name in COUNT_FIELDS and value is not None:
+        parse = _value_parser(name)
+        if parse is not None and value is not None:
             try:
-                value = parse_count(value, name=name)
-            except SpecError as error:
-                raise error.with_source(source) if source else error from None
-        if name in MILLISECOND_FIELDS and value is not None:
-            try:
-                value = parse_milliseconds(value, name=name)
+                value = parse(value)
             except SpecError as error:
                 raise error.with_source(source) if source else error from None
         if name == "objectives" and isinstance(value, str):
@@ -401,6 +424,15 @@ def _normalise(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:
             value = tuple(str(part).strip() for part in value)
         normalised[name] = value
     return normalised
+
+
+def _value_parser(name: str) -> Callable[[Any], Any] | None:
+    """How a field's text is read: counts ("400M"), durations ("15ms"), the training-time budget; None: as given."""
+    if name in COUNT_FIELDS:
+        return functools.partial(parse_count, name=name)
+    if name in MILLISECOND_FIELDS:
+        return functools.partial(parse_milliseconds, name=name)
+    return parse_train_ms if name == "max_train_ms" else None
 
 
 def make_config(file_values: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None, *,

@@ -12,6 +12,10 @@ candidates within the budgets (drawn from a chooser seeded by the trial's seed, 
 and trains the best-scored one: that one is the trial's ``arch``, the one best, export, scale and rerun read.
 The Optuna parameters stay those of the sample, so a sampler learns from a value that may belong to a
 candidate (a known approximation: it then credits the sampled region with its best neighbour's result).
+Training time (``--objectives accuracy,train_time`` or ``--max-train-ms``) is measured after latency, on a fresh
+build (never the model that then trains): milliseconds per image of one SGD step at the architecture's deployed
+resolution and the proxy batch size, once per architecture (cached in the process, and taken from the study's
+record of the same architecture when a trial repeats one). An over-budget sample stops there, untrained.
 Measured latencies assume the trial has the machine to itself: with several workers on one machine, prefer a
 table (or measure on idle hardware), since concurrent trials slow each other's timings.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +52,8 @@ from nasscale.search.record import (
     ATTR_PARAMS,
     ATTR_SUMMARY,
     ATTR_TIMINGS,
+    ATTR_TRAIN_TIME,
+    ATTR_TRAIN_TIME_SETUP,
     LATENCY_FROM_TABLE,
     LATENCY_MEASURED,
 )
@@ -63,6 +69,8 @@ from nasscale.units import format_count
 
 logger = logging.getLogger(__name__)
 MEASURE_WARMUP = 3
+TRAIN_STEP_REPEATS = 5  # timed SGD steps per measured training time (the fastest counts), after
+TRAIN_STEP_WARMUP = 2  # these untimed ones
 PROXY_BATCH_SIZE = 64  # images in the zero-cost proxies' batch, as `nasscale proxies` scores them
 MAX_DRAWS_PER_CANDIDATE = 50  # prefilter draws per wanted candidate before it makes do with fewer
 TEST_ACCURACY = "test_accuracy"  # final evaluation's number: never a trial attribute, never chosen on
@@ -218,28 +226,35 @@ def latency_violation(latency_ms: float | None, source: str | None, config: Sear
     return None
 
 
+def train_time_violation(train_ms: float | None, config: SearchConfig) -> str | None:
+    if config.max_train_ms is not None and train_ms is not None and train_ms > config.max_train_ms:
+        return f"train time {train_ms:.3g} ms/image (measured) > budget {config.max_train_ms:g} ms/image"
+    return None
+
+
 def mnas_reward(accuracy: float, cost_value: float, target: float, exponent: float) -> float:
     """MnasNet's soft-constraint reward ACC x (COST / T) ^ w, the objective behind EfficientNet-B0; COST is the
     MACs (EfficientNet) or the latency in milliseconds (MnasNet), T its target."""
     return accuracy * (cost_value / target) ** exponent
 
 
-def objective_values(accuracy: float, trial_cost: Cost, config: SearchConfig,
-                     latency_ms: float | None = None) -> list[float]:
+def objective_values(accuracy: float, trial_cost: Cost, config: SearchConfig, latency_ms: float | None = None,
+                     train_ms: float | None = None) -> list[float]:
     if config.reward == "mnas":
         if config.target_latency is not None:
             return [mnas_reward(accuracy, _required(latency_ms), config.target_latency, config.reward_exponent)]
         assert config.target_macs is not None  # validate_reward: the mnas reward has target_macs or target_latency
         return [mnas_reward(accuracy, trial_cost.macs, config.target_macs, config.reward_exponent)]
     by_name = {"accuracy": lambda: accuracy, "macs": lambda: float(trial_cost.macs),
-               "params": lambda: float(trial_cost.params), "latency": lambda: _required(latency_ms)}
+               "params": lambda: float(trial_cost.params), "latency": lambda: _required(latency_ms),
+               "train_time": lambda: _required(train_ms, "train_time")}
     return [by_name[name]() for name in config.objectives]
 
 
-def _required(latency_ms: float | None) -> float:
-    if latency_ms is None:  # assess() measures whenever config.needs_latency: a bug, not a user error
-        raise SearchError("internal error: a latency objective without a latency")
-    return latency_ms
+def _required(value: float | None, name: str = "latency") -> float:
+    if value is None:  # assess() measures whenever config.needs_latency (needs_train_time): a bug, not a user error
+        raise SearchError(f"internal error: a {name} objective without its measurement")
+    return value
 
 
 # ------------------------------------------------------------------------------------------ assessment
@@ -254,17 +269,23 @@ class Candidate:
     latency_ms: float | None = None
     latency_source: str | None = None  # LATENCY_FROM_TABLE or LATENCY_MEASURED
     violation: str | None = None
+    train_ms: float | None = None  # milliseconds per image of one training step, when the search needs it
+    train_setup: dict[str, Any] | None = None  # what train_ms was measured with (train_time_setup)
 
     def attributes(self) -> dict[str, Any]:
         attributes = architecture_attributes(self.arch, self.cost)
         if self.latency_ms is not None:
             attributes |= {ATTR_LATENCY: self.latency_ms, ATTR_LATENCY_SOURCE: self.latency_source}
+        if self.train_ms is not None:
+            attributes |= {ATTR_TRAIN_TIME: self.train_ms, ATTR_TRAIN_TIME_SETUP: self.train_setup}
         return attributes
 
 
-def assess(arch: Arch, context: SearchContext) -> Candidate:
-    """Cost and latency of ``arch`` and the first budget it breaks. The analytic budgets come first, so an
-    architecture over them is never built; a table's prediction is recorded even then (it is free)."""
+def assess(arch: Arch, context: SearchContext, *, recorded: Iterable[Mapping[str, Any]] = ()) -> Candidate:
+    """Cost, latency and training time of ``arch`` and the first budget it breaks. The analytic budgets come
+    first, so an architecture over them is never built; a table's prediction is recorded even then (it is free).
+    ``recorded``: the study's trial attributes, whose training time of the same architecture measured with the same
+    settings is reused instead of measured again."""
     config = context.config
     trial_cost = cost(arch)
     violation = budget_violation(trial_cost, config)
@@ -275,7 +296,13 @@ def assess(arch: Arch, context: SearchContext) -> Candidate:
     else:
         latency, source = None, None
     violation = violation or latency_violation(latency, source, config)
-    return Candidate(arch, trial_cost, latency, source, violation)
+    train_ms, setup = None, None
+    if config.needs_train_time and violation is None:
+        setup = train_time_setup(arch, config)
+        train_ms = recorded_train_time(arch, setup, recorded)
+        train_ms = measured_train_time(arch, config) if train_ms is None else train_ms
+        violation = train_time_violation(train_ms, config)
+    return Candidate(arch, trial_cost, latency, source, violation, train_ms=train_ms, train_setup=setup)
 
 
 def measured_latency(arch: Arch, config: SearchConfig) -> float:
@@ -286,6 +313,33 @@ def measured_latency(arch: Arch, config: SearchConfig) -> float:
 
     return measure_arch_latency(arch, batch_size=1, threads=config.threads, repeats=config.latency_repeats,
                                 warmup=MEASURE_WARMUP).min_ms
+
+
+def train_time_setup(arch: Arch, config: SearchConfig) -> dict[str, Any]:
+    """What a training time is measured with (the process cache's key, less the arch_id): the architecture's own
+    resolution in the deployed space, the proxy batch size, the thread count and the device."""
+    return {"resolution": arch.resolution, "batch_size": config.batch_size, "threads": config.threads,
+            "device": config.device}
+
+
+def recorded_train_time(arch: Arch, setup: Mapping[str, Any], recorded: Iterable[Mapping[str, Any]]) -> float | None:
+    """The training time a trial of the study recorded for ``arch`` with the same ``setup``, or None."""
+    for attrs in recorded:
+        if (attrs.get(ATTR_ARCH_ID) == arch.arch_id and attrs.get(ATTR_TRAIN_TIME) is not None
+                and attrs.get(ATTR_TRAIN_TIME_SETUP) == dict(setup)):
+            return float(attrs[ATTR_TRAIN_TIME])
+    return None
+
+
+def measured_train_time(arch: Arch, config: SearchConfig) -> float:
+    """Milliseconds per image of one SGD step of a fresh build of ``arch`` (train_time_setup's settings): the
+    fastest of TRAIN_STEP_REPEATS steps, measured once per architecture in a process."""
+    # torch: imported where needed, so this module loads without it
+    from nasscale.evaluate.train_time import measure_train_step_ms
+
+    return measure_train_step_ms(arch, batch_size=config.batch_size, resolution=arch.resolution,
+                                 in_channels=arch.in_channels, num_classes=arch.num_classes, threads=config.threads,
+                                 device=config.device, repeats=TRAIN_STEP_REPEATS, warmup=TRAIN_STEP_WARMUP)
 
 
 # ----------------------------------------------------------------------------------- zero-cost proxies
@@ -363,7 +417,8 @@ def prefilter(first: Candidate, context: SearchContext, *, seed: int,
     record = {"proxy": name, "wanted": wanted, "chosen": chosen, "sampled_arch_id": first.arch.arch_id,
               "seconds": time.perf_counter() - started,
               "candidates": [{"arch_id": candidate.arch.arch_id, "score": value, "macs": candidate.cost.macs,
-                              "latency_ms": candidate.latency_ms, "summary": summary(candidate.arch)}
+                              "latency_ms": candidate.latency_ms, "train_time_ms": candidate.train_ms,
+                              "summary": summary(candidate.arch)}
                              for candidate, value in zip(candidates, scores, strict=True)]}
     return candidates[chosen], record
 

@@ -28,6 +28,7 @@ from nasscale.search.record import (
     ATTR_SKIPPED,
     ATTR_SUMMARY,
     ATTR_TIMINGS,
+    ATTR_TRAIN_TIME,
 )
 from nasscale.search.storage import make_storage, require_existing_storage
 from nasscale.search.trials import is_evaluated
@@ -37,9 +38,10 @@ from nasscale.spec.serialization import from_dict
 # val_accuracy: validation accuracy after proxy training (on the split carved from the training data; no trial
 # ever sees the test set), or the zero-cost score that `evaluator` names (then a table heads it "score (NAME)",
 # see config.accuracy_label). latency_ms: predicted from a table or measured, as
-# latency_source says; absent when the search did not need it.
-TABLE_COLUMNS = ["trial", "state", "val_accuracy", "macs", "params", "latency_ms", "value", "arch_id", "summary",
-                 "train_seconds", "note", "evaluator", "latency_source"]
+# latency_source says; absent when the search did not need it. train_time_ms: measured milliseconds per image of
+# one SGD training step (the train_time objective, --max-train-ms); train_seconds: the trial's whole proxy training.
+TABLE_COLUMNS = ["trial", "state", "val_accuracy", "macs", "params", "latency_ms", "train_time_ms", "value",
+                 "arch_id", "summary", "train_seconds", "note", "evaluator", "latency_source"]
 
 
 def open_study(name: str, storage_url: str) -> optuna.Study:
@@ -80,6 +82,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "macs": attrs.get(ATTR_MACS),
         "params": attrs.get(ATTR_PARAMS),
         "latency_ms": attrs.get(ATTR_LATENCY),
+        "train_time_ms": attrs.get(ATTR_TRAIN_TIME),
         "value": trial.values[0] if trial.values and len(trial.values) == 1 else None,
         "arch_id": attrs.get(ATTR_ARCH_ID),
         "summary": attrs.get(ATTR_SUMMARY),

@@ -228,7 +228,10 @@ class Objective:
         started = time.perf_counter()
         arch = propose(OptunaChooser(trial), self.context)
         sample_seconds = time.perf_counter() - started
-        candidate = assess(arch, self.context)  # cost, latency (from the table, or measured) and the budgets
+        # A training time this study recorded for the architecture is reused (a repeat, a resumed study).
+        recorded = [other.user_attrs for other in trial.study.get_trials(deepcopy=False)
+                    if other.number != trial.number] if config.needs_train_time else []
+        candidate = assess(arch, self.context, recorded=recorded)  # cost, latency, training time and the budgets
         cost_seconds = time.perf_counter() - started - sample_seconds
         for key, value in candidate.attributes().items():
             trial.set_user_attr(key, value)
@@ -254,7 +257,8 @@ class Objective:
         attributes[ATTR_TIMINGS] |= {"sample_seconds": sample_seconds, "cost_seconds": cost_seconds}
         for key, value in attributes.items():
             trial.set_user_attr(key, value)
-        values = objective_values(attributes[ATTR_ACCURACY], candidate.cost, config, candidate.latency_ms)
+        values = objective_values(attributes[ATTR_ACCURACY], candidate.cost, config, candidate.latency_ms,
+                                  candidate.train_ms)
         return values if len(values) > 1 else values[0]
 
     def _prefilter(self, trial: optuna.Trial, candidate: Candidate, seed: int) -> Candidate:
@@ -316,7 +320,7 @@ class Objective:
         if not last and self.stop_event is not None and self.stop_event.is_set():
             raise StopRequested("stop requested")
         if self.early_stopping is not None and not last:
-            values = objective_values(accuracy, candidate.cost, config, candidate.latency_ms)
+            values = objective_values(accuracy, candidate.cost, config, candidate.latency_ms, candidate.train_ms)
             stopped = self.early_stopping.check(trial, epoch, values)
             if stopped is not None:
                 trial.set_user_attr(ATTR_FAIL_REASON, stopped)  # the note that tables and reports show
@@ -349,7 +353,7 @@ class TrialWatcher:
             self.consecutive_infeasible += 1
             if self.consecutive_infeasible >= MAX_CONSECUTIVE_INFEASIBLE:
                 self.gave_up = (f"{MAX_CONSECUTIVE_INFEASIBLE} samples in a row were over budget; relax --max-macs/"
-                                "--max-params/--max-latency or narrow the space")
+                                "--max-params/--max-latency/--max-train-ms or narrow the space")
             return
         self.consecutive_infeasible = 0
         if ATTR_DUPLICATE_OF in trial.user_attrs:
