@@ -10,13 +10,14 @@ from torch import nn
 
 from nasscale.models import classic_blocks as classic
 from nasscale.models.blocks import (
-    CONVNEXT_NORM_EPS,
     ConvNeXtBlock,
     ConvNormAct,
-    LayerNorm2d,
     ResidualBlock,
+    batch_norm,
     convnext_transition,
     fused_mbconv_body,
+    layer_norm,
+    layer_norm_2d,
     make_activation,
     make_squeeze_excite,
     mbconv_body,
@@ -53,26 +54,28 @@ def _mbconv(block: BlockPlacement) -> nn.Module:
     stage = block.stage
     return mbconv_body(block.in_channels, stage.out_channels, kernel_size=stage.kernel_size, stride=block.stride,
                        hidden=expanded_channels(block.in_channels, stage.expand_ratio),
-                       squeezed=_squeezed(block), activation=stage.activation, se_style=block.se_style)
+                       squeezed=_squeezed(block), activation=stage.activation, norm=block.norm, se_style=block.se_style)
 
 
 def _fused_mbconv(block: BlockPlacement) -> nn.Module:
     stage = block.stage
     return fused_mbconv_body(block.in_channels, stage.out_channels, kernel_size=stage.kernel_size,
                              stride=block.stride, hidden=expanded_channels(block.in_channels, stage.expand_ratio),
-                             squeezed=_squeezed(block), activation=stage.activation, se_style=block.se_style)
+                             squeezed=_squeezed(block), activation=stage.activation, norm=block.norm,
+                             se_style=block.se_style)
 
 
 def _sepconv(block: BlockPlacement) -> nn.Module:
     stage = block.stage
     return sepconv_body(block.in_channels, stage.out_channels, kernel_size=stage.kernel_size, stride=block.stride,
-                        squeezed=_squeezed(block), activation=stage.activation, se_style=block.se_style)
+                        squeezed=_squeezed(block), activation=stage.activation, norm=block.norm,
+                        se_style=block.se_style)
 
 
 def _conv(block: BlockPlacement) -> nn.Module:
     stage = block.stage
     return ConvNormAct(block.in_channels, stage.out_channels, stage.kernel_size, stride=block.stride,
-                       activation=stage.activation)
+                       activation=stage.activation, norm=block.norm)
 
 
 # One explicit table from block type to the function that builds a block's body (the residual
@@ -90,23 +93,24 @@ def _convnext(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
     return ConvNeXtBlock(stage.out_channels, kernel_size=stage.kernel_size,
                          hidden=expanded_channels(stage.out_channels, stage.expand_ratio),
                          activation=stage.activation, use_residual=has_residual(stage, block.in_channels, block.stride),
-                         drop_path_rate=drop_path_rate)
+                         drop_path_rate=drop_path_rate, norm=block.norm)
 
 
 def _resnet(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
     stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
-    kernel, stride, activation = stage.kernel_size, block.stride, stage.activation
+    kernel, stride, activation, norm = stage.kernel_size, block.stride, stage.activation, block.norm
     hidden = bottleneck_channels(out_channels, stage.bottleneck_ratio)
     match stage.block:
         case BlockType.BASIC:
             body = classic.basic_body(in_channels, out_channels, kernel_size=kernel, stride=stride,
-                                      activation=activation)
+                                      activation=activation, norm=norm)
         case BlockType.PREACT_BASIC:
             body = classic.preact_basic_convs(in_channels, out_channels, kernel_size=kernel, stride=stride,
-                                              activation=activation)
+                                              activation=activation, norm=norm)
         case BlockType.PREACT_BOTTLENECK:
             body = classic.preact_bottleneck_convs(in_channels, out_channels, kernel_size=kernel, stride=stride,
-                                                   hidden=hidden, groups=stage.groups, activation=activation)
+                                                   hidden=hidden, groups=stage.groups, activation=activation,
+                                                   norm=norm)
         case _:
             output_excite = None
             if stage.block is BlockType.SE_BOTTLENECK:
@@ -114,30 +118,31 @@ def _resnet(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
                                                          max(1, out_channels // SE_BOTTLENECK_REDUCTION))
             body = classic.bottleneck_body(
                 in_channels, out_channels, kernel_size=kernel, stride=stride, hidden=hidden, groups=stage.groups,
-                activation=activation, output_squeeze_excite=output_excite,
+                activation=activation, output_squeeze_excite=output_excite, norm=norm,
                 squeeze_excite=make_squeeze_excite(hidden, _squeezed(block), activation, block.se_style))
     preact = stage.block in (BlockType.PREACT_BASIC, BlockType.PREACT_BOTTLENECK)
     wrapper = classic.PreActBlock if preact else classic.ResNetBlock
     return wrapper(in_channels, out_channels, body, stride=stride, activation=activation,
-                   use_residual=has_residual(stage, in_channels, stride), drop_path_rate=drop_path_rate)
+                   use_residual=has_residual(stage, in_channels, stride), drop_path_rate=drop_path_rate, norm=norm)
 
 
 def _other(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
     stage, in_channels, out_channels = block.stage, block.in_channels, block.out_channels
-    kernel, activation = stage.kernel_size, stage.activation
+    kernel, activation, norm = stage.kernel_size, stage.activation, block.norm
     match stage.block:
         case BlockType.DEPTHWISE_SEPARABLE:
             return classic.depthwise_separable(in_channels, out_channels, kernel_size=kernel, stride=block.stride,
-                                               activation=activation)
+                                               activation=activation, norm=norm)
         case BlockType.SHUFFLE:
             return classic.ShuffleUnit(in_channels, out_channels, kernel_size=kernel, stride=block.stride,
-                                       activation=activation)
+                                       activation=activation, norm=norm)
         case BlockType.DENSE:
             growth = out_channels - in_channels
             return classic.DenseLayer(in_channels, growth, expanded_channels(growth, stage.expand_ratio),
-                                      kernel_size=kernel, activation=activation)
+                                      kernel_size=kernel, activation=activation, norm=norm)
         case BlockType.INCEPTION:
-            return classic.Inception(in_channels, stage.branches, kernel_size=kernel, activation=activation)
+            return classic.Inception(in_channels, stage.branches, kernel_size=kernel, activation=activation,
+                                     norm=norm)
         case BlockType.FIRE:
             return classic.Fire(in_channels, out_channels, bottleneck_channels(out_channels, stage.bottleneck_ratio),
                                 kernel_size=kernel, activation=activation)
@@ -146,7 +151,7 @@ def _other(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
                                       activation=activation)
         case BlockType.VAN:
             return classic.VANBlock(out_channels, expanded_channels(out_channels, stage.expand_ratio),
-                                    activation=activation, drop_path_rate=drop_path_rate)
+                                    activation=activation, drop_path_rate=drop_path_rate, norm=norm)
     raise ValueError(f"no builder for block type {stage.block!r}")
 
 
@@ -169,15 +174,15 @@ def build_block(block: BlockPlacement, drop_path_rate: float) -> nn.Module:
 
 def build_transition(placement: StagePlacement) -> nn.Module:
     """The layer a stage opens with (``placement.has_transition``)."""
-    stage, in_channels = placement.stage, placement.in_channels
+    stage, in_channels, norm = placement.stage, placement.in_channels, placement.norm
     match stage.block:
         case BlockType.CONVNEXT:
-            return convnext_transition(in_channels, stage.out_channels, stage.stride)
+            return convnext_transition(in_channels, stage.out_channels, stage.stride, norm)
         case BlockType.VAN:
-            return classic.van_transition(in_channels, stage.out_channels, stage.stride)
+            return classic.van_transition(in_channels, stage.out_channels, stage.stride, norm)
         case BlockType.DENSE:
             return classic.dense_transition(in_channels, dense_transition_channels(in_channels), stage.activation,
-                                            DENSE_TRANSITION_POOL)
+                                            DENSE_TRANSITION_POOL, norm)
     return classic.make_pool(POOL_LAYOUTS[stage.pool])
 
 
@@ -186,7 +191,7 @@ def build_closing(placement: StagePlacement) -> nn.Module | None:
     if placement.has_closing_pool:
         return classic.make_pool(POOL_LAYOUTS[placement.stage.pool])
     if placement.stage.block is BlockType.VAN:
-        return classic.van_closing_norm(placement.stage.out_channels)
+        return classic.van_closing_norm(placement.stage.out_channels, placement.norm)
     return None
 
 
@@ -197,9 +202,9 @@ def build_stem(arch: Arch) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(arch.in_channels, arch.stem_channels, layout.kernel_size, layout.stride,
                                          layout.padding, bias=layout.bias)]
     if layout.norm is StemNorm.BATCH:
-        layers.append(nn.BatchNorm2d(arch.stem_channels))
+        layers.append(batch_norm(arch.stem_channels, arch.norm))
     elif layout.norm is StemNorm.LAYER:
-        layers.append(LayerNorm2d(arch.stem_channels, eps=CONVNEXT_NORM_EPS))
+        layers.append(layer_norm_2d(arch.stem_channels, arch.norm))
     if layout.activation:
         layers.append(make_activation(arch.activation))
     if layout.pool is not None:
@@ -227,15 +232,15 @@ class Head(nn.Module):
         self.norm: nn.Module = nn.Identity()
         match arch.head:
             case HeadType.CONV:
-                self.conv = ConvNormAct(features, arch.head_channels, 1, activation=arch.activation)
+                self.conv = ConvNormAct(features, arch.head_channels, 1, activation=arch.activation, norm=arch.norm)
                 features = arch.head_channels
             case HeadType.PREACT:
-                self.conv = classic.norm_activation(features, arch.activation)
+                self.conv = classic.norm_activation(features, arch.activation, arch.norm)
             case HeadType.CONV_CLASSIFIER:
                 self.conv = nn.Sequential(nn.Dropout(arch.dropout), nn.Conv2d(features, arch.num_classes, 1),
                                           make_activation(arch.activation))
             case HeadType.NORM:
-                self.norm = nn.LayerNorm(features, eps=CONVNEXT_NORM_EPS)
+                self.norm = layer_norm(features, arch.norm)
         self.pool = nn.AdaptiveAvgPool2d(arch.head_pool_size)
         features *= arch.head_pool_size ** 2
         self.hidden = _hidden_layers(arch, features)
@@ -274,6 +279,8 @@ class Network(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.head: nn.Module = Head(arch)  # any module: empty_network swaps in an identity
         initialize_weights(self)
+        if arch.norm.zero_init_last_bn:
+            zero_init_last_norms(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
@@ -297,6 +304,17 @@ def initialize_weights(model: nn.Module) -> None:
             init_range = 1.0 / math.sqrt(module.out_features)
             nn.init.uniform_(module.weight, -init_range, init_range)
             nn.init.zeros_(module.bias)
+
+
+def zero_init_last_norms(model: nn.Module) -> None:
+    """Zero the weight of the last BatchNorm of each residual branch, so that every residual block starts as its
+    shortcut (torchvision's zero_init_residual, timm's zero_init_last: bn2 of a basic block, bn3 of a bottleneck).
+    A block without a residual keeps its norms: zeroing one would cut the signal."""
+    for module in model.modules():
+        if isinstance(module, ResidualBlock | classic.ResNetBlock) and module.use_residual:
+            norms = [layer for layer in module.body.modules() if isinstance(layer, nn.BatchNorm2d)]
+            if norms:  # modules() lists a Sequential's layers in forward order
+                nn.init.zeros_(norms[-1].weight)
 
 
 def build(arch: Arch) -> Network:

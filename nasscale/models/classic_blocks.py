@@ -13,12 +13,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from nasscale.models.blocks import ConvNormAct, DropPath, LayerNorm2d, SqueezeExcite, make_activation
+from nasscale.models.blocks import ConvNormAct, DropPath, SqueezeExcite, batch_norm, layer_norm_2d, make_activation
 from nasscale.spec.channels import same_padding
 from nasscale.spec.geometry import needs_projection, shuffle_splits
+from nasscale.spec.norm import Norm
 from nasscale.spec.vocabulary import VAN_LAYER_SCALE_INIT, Activation, PoolLayout
-
-VAN_NORM_EPS = 1e-6
 
 
 def make_pool(layout: PoolLayout) -> nn.Module:
@@ -27,8 +26,8 @@ def make_pool(layout: PoolLayout) -> nn.Module:
     return nn.MaxPool2d(layout.kernel_size, layout.stride, layout.padding, ceil_mode=layout.ceil_mode)
 
 
-def norm_activation(channels: int, activation: Activation) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels), make_activation(activation))
+def norm_activation(channels: int, activation: Activation, norm: Norm) -> nn.Sequential:
+    return nn.Sequential(batch_norm(channels, norm), make_activation(activation))
 
 
 # ------------------------------------------------------------------------------------------------ ResNets
@@ -39,12 +38,13 @@ class ResNetBlock(nn.Module):
     the shape changes; with ``use_residual`` off the block is ``activation(body(x))`` (a plain network)."""
 
     def __init__(self, in_channels: int, out_channels: int, body: nn.Module, *, stride: int, activation: Activation,
-                 use_residual: bool, drop_path_rate: float):
+                 use_residual: bool, drop_path_rate: float, norm: Norm):
         super().__init__()
         self.body = body
         self.use_residual = use_residual
         project = use_residual and needs_projection(in_channels, out_channels, stride)
-        self.shortcut = ConvNormAct(in_channels, out_channels, 1, stride=stride) if project else nn.Identity()
+        self.shortcut = ConvNormAct(in_channels, out_channels, 1, stride=stride, norm=norm) if project \
+            else nn.Identity()
         self.drop_path = DropPath(drop_path_rate) if use_residual else nn.Identity()
         self.activation = make_activation(activation)
 
@@ -55,26 +55,27 @@ class ResNetBlock(nn.Module):
         return self.activation(out)
 
 
-def basic_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int,
-               activation: Activation) -> nn.Sequential:
+def basic_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int, activation: Activation,
+               norm: Norm) -> nn.Sequential:
     return nn.Sequential(
-        ConvNormAct(in_channels, out_channels, kernel_size, stride=stride, activation=activation),
-        ConvNormAct(out_channels, out_channels, kernel_size),
+        ConvNormAct(in_channels, out_channels, kernel_size, stride=stride, activation=activation, norm=norm),
+        ConvNormAct(out_channels, out_channels, kernel_size, norm=norm),
     )
 
 
 def bottleneck_body(in_channels: int, out_channels: int, *, kernel_size: int, stride: int, hidden: int, groups: int,
                     activation: Activation, squeeze_excite: nn.Module | None,
-                    output_squeeze_excite: nn.Module | None) -> nn.Sequential:
+                    output_squeeze_excite: nn.Module | None, norm: Norm) -> nn.Sequential:
     """1x1 reduce, grouped kxk (carrying the stride, as torchvision's v1.5), SE (RegNetY), 1x1 expand, and SE on
     the output (SE-ResNet)."""
     layers: dict[str, nn.Module] = {
-        "reduce": ConvNormAct(in_channels, hidden, 1, activation=activation),
-        "grouped": ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=groups, activation=activation),
+        "reduce": ConvNormAct(in_channels, hidden, 1, activation=activation, norm=norm),
+        "grouped": ConvNormAct(hidden, hidden, kernel_size, stride=stride, groups=groups, activation=activation,
+                               norm=norm),
     }
     if squeeze_excite is not None:
         layers["squeeze_excite"] = squeeze_excite
-    layers["expand"] = ConvNormAct(hidden, out_channels, 1)
+    layers["expand"] = ConvNormAct(hidden, out_channels, 1, norm=norm)
     if output_squeeze_excite is not None:
         layers["output_squeeze_excite"] = output_squeeze_excite
     return nn.Sequential(OrderedDict(layers))
@@ -89,9 +90,9 @@ class PreActBlock(nn.Module):
     of x' (no norm) where the shape changes, else x itself. No activation after the addition."""
 
     def __init__(self, in_channels: int, out_channels: int, convs: nn.Module, *, stride: int, activation: Activation,
-                 use_residual: bool, drop_path_rate: float):
+                 use_residual: bool, drop_path_rate: float, norm: Norm):
         super().__init__()
-        self.preact = norm_activation(in_channels, activation)
+        self.preact = norm_activation(in_channels, activation, norm)
         self.convs = convs
         self.use_residual = use_residual
         project = use_residual and needs_projection(in_channels, out_channels, stride)
@@ -113,27 +114,29 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int 
 
 
 def preact_basic_convs(in_channels: int, out_channels: int, *, kernel_size: int, stride: int,
-                       activation: Activation) -> nn.Sequential:
+                       activation: Activation, norm: Norm) -> nn.Sequential:
     return nn.Sequential(_conv(in_channels, out_channels, kernel_size, stride=stride),
-                         norm_activation(out_channels, activation), _conv(out_channels, out_channels, kernel_size))
+                         norm_activation(out_channels, activation, norm),
+                         _conv(out_channels, out_channels, kernel_size))
 
 
 def preact_bottleneck_convs(in_channels: int, out_channels: int, *, kernel_size: int, stride: int, hidden: int,
-                            groups: int, activation: Activation) -> nn.Sequential:
-    return nn.Sequential(_conv(in_channels, hidden, 1), norm_activation(hidden, activation),
+                            groups: int, activation: Activation, norm: Norm) -> nn.Sequential:
+    return nn.Sequential(_conv(in_channels, hidden, 1), norm_activation(hidden, activation, norm),
                          _conv(hidden, hidden, kernel_size, stride=stride, groups=groups),
-                         norm_activation(hidden, activation), _conv(hidden, out_channels, 1))
+                         norm_activation(hidden, activation, norm), _conv(hidden, out_channels, 1))
 
 
 # -------------------------------------------------------------------------------------- MobileNetV1, ShuffleNet
 
 
 def depthwise_separable(in_channels: int, out_channels: int, *, kernel_size: int, stride: int,
-                        activation: Activation) -> nn.Sequential:
+                        activation: Activation, norm: Norm) -> nn.Sequential:
     """MobileNetV1's layer: kxk depthwise + BN + activation, 1x1 pointwise + BN + activation."""
     return nn.Sequential(
-        ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, activation=activation),
-        ConvNormAct(in_channels, out_channels, 1, activation=activation),
+        ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, activation=activation,
+                    norm=norm),
+        ConvNormAct(in_channels, out_channels, 1, activation=activation, norm=norm),
     )
 
 
@@ -147,19 +150,20 @@ class ShuffleUnit(nn.Module):
     """ShuffleNetV2: a shape-keeping unit splits its input in halves and transforms one; a downsampling (or
     widening) unit runs a depthwise branch and the main branch on the whole input. Concatenate, shuffle."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, stride: int, activation: Activation):
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, stride: int, activation: Activation,
+                 norm: Norm):
         super().__init__()
         half = out_channels // 2
         self.splits = shuffle_splits(in_channels, out_channels, stride)
         self.shortcut_branch = None if self.splits else nn.Sequential(
-            ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels),
-            ConvNormAct(in_channels, half, 1, activation=activation),
+            ConvNormAct(in_channels, in_channels, kernel_size, stride=stride, groups=in_channels, norm=norm),
+            ConvNormAct(in_channels, half, 1, activation=activation, norm=norm),
         )
         main_in = half if self.splits else in_channels
         self.main_branch = nn.Sequential(
-            ConvNormAct(main_in, half, 1, activation=activation),
-            ConvNormAct(half, half, kernel_size, stride=stride, groups=half),
-            ConvNormAct(half, half, 1, activation=activation),
+            ConvNormAct(main_in, half, 1, activation=activation, norm=norm),
+            ConvNormAct(half, half, kernel_size, stride=stride, groups=half, norm=norm),
+            ConvNormAct(half, half, 1, activation=activation, norm=norm),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,33 +182,37 @@ class DenseLayer(nn.Module):
     """DenseNet-BC: BN, act, 1x1 conv to ``hidden``, BN, act, kxk conv to ``growth``; the input is kept and the
     new features concatenated after it."""
 
-    def __init__(self, in_channels: int, growth: int, hidden: int, *, kernel_size: int, activation: Activation):
+    def __init__(self, in_channels: int, growth: int, hidden: int, *, kernel_size: int, activation: Activation,
+                 norm: Norm):
         super().__init__()
-        self.body = nn.Sequential(norm_activation(in_channels, activation), _conv(in_channels, hidden, 1),
-                                  norm_activation(hidden, activation), _conv(hidden, growth, kernel_size))
+        self.body = nn.Sequential(norm_activation(in_channels, activation, norm), _conv(in_channels, hidden, 1),
+                                  norm_activation(hidden, activation, norm), _conv(hidden, growth, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat((x, self.body(x)), dim=1)
 
 
-def dense_transition(in_channels: int, out_channels: int, activation: Activation, pool: PoolLayout) -> nn.Sequential:
-    return nn.Sequential(norm_activation(in_channels, activation), _conv(in_channels, out_channels, 1), make_pool(pool))
+def dense_transition(in_channels: int, out_channels: int, activation: Activation, pool: PoolLayout,
+                     norm: Norm) -> nn.Sequential:
+    return nn.Sequential(norm_activation(in_channels, activation, norm), _conv(in_channels, out_channels, 1),
+                         make_pool(pool))
 
 
 class Inception(nn.Module):
     """GoogLeNet's module: 1x1; 1x1 then 3x3; 1x1 then kxk (torchvision builds the paper's 5x5 as 3x3); a 3x3
     stride-1 max pool then 1x1. Each conv has BN and the activation; the branches are concatenated."""
 
-    def __init__(self, in_channels: int, branches: tuple[int, ...], *, kernel_size: int, activation: Activation):
+    def __init__(self, in_channels: int, branches: tuple[int, ...], *, kernel_size: int, activation: Activation,
+                 norm: Norm):
         super().__init__()
         one, three_reduce, three, second_reduce, second, projection = branches
-        self.one = ConvNormAct(in_channels, one, 1, activation=activation)
-        self.three = nn.Sequential(ConvNormAct(in_channels, three_reduce, 1, activation=activation),
-                                   ConvNormAct(three_reduce, three, 3, activation=activation))
-        self.second = nn.Sequential(ConvNormAct(in_channels, second_reduce, 1, activation=activation),
-                                    ConvNormAct(second_reduce, second, kernel_size, activation=activation))
+        self.one = ConvNormAct(in_channels, one, 1, activation=activation, norm=norm)
+        self.three = nn.Sequential(ConvNormAct(in_channels, three_reduce, 1, activation=activation, norm=norm),
+                                   ConvNormAct(three_reduce, three, 3, activation=activation, norm=norm))
+        self.second = nn.Sequential(ConvNormAct(in_channels, second_reduce, 1, activation=activation, norm=norm),
+                                    ConvNormAct(second_reduce, second, kernel_size, activation=activation, norm=norm))
         self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True),
-                                  ConvNormAct(in_channels, projection, 1, activation=activation))
+                                  ConvNormAct(in_channels, projection, 1, activation=activation, norm=norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat((self.one(x), self.three(x), self.second(x), self.pool(x)), dim=1)
@@ -255,12 +263,12 @@ class VANBlock(nn.Module):
     """x + scale1 * attention(BN(x)), then + scale2 * mlp(BN(x)); the attention has its own residual:
     1x1, activation, LKA, 1x1, plus its input. The MLP: 1x1, 3x3 depthwise, activation, 1x1."""
 
-    def __init__(self, channels: int, hidden: int, *, activation: Activation, drop_path_rate: float):
+    def __init__(self, channels: int, hidden: int, *, activation: Activation, drop_path_rate: float, norm: Norm):
         super().__init__()
-        self.attention_norm = nn.BatchNorm2d(channels)
+        self.attention_norm = batch_norm(channels, norm)
         self.attention = nn.Sequential(nn.Conv2d(channels, channels, 1), make_activation(activation),
                                        LargeKernelAttention(channels), nn.Conv2d(channels, channels, 1))
-        self.mlp_norm = nn.BatchNorm2d(channels)
+        self.mlp_norm = batch_norm(channels, norm)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden),
                                  make_activation(activation), nn.Conv2d(hidden, channels, 1))
         self.attention_scale = nn.Parameter(torch.full((channels, 1, 1), VAN_LAYER_SCALE_INIT))
@@ -273,10 +281,10 @@ class VANBlock(nn.Module):
         return x + self.drop_path(self.mlp_scale * self.mlp(self.mlp_norm(x)))
 
 
-def van_transition(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+def van_transition(in_channels: int, out_channels: int, stride: int, norm: Norm) -> nn.Sequential:
     """VAN's overlapping patch embedding between stages: 3x3 conv with bias, BN."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1), nn.BatchNorm2d(out_channels))
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1), batch_norm(out_channels, norm))
 
 
-def van_closing_norm(channels: int) -> nn.Module:
-    return LayerNorm2d(channels, eps=VAN_NORM_EPS)
+def van_closing_norm(channels: int, norm: Norm) -> nn.Module:
+    return layer_norm_2d(channels, norm)

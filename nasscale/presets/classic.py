@@ -1,6 +1,17 @@
 """Reference architectures of the classic families in the spec; ``nasscale.presets.PRESETS`` lists them with the
 published numbers they reproduce. Layouts follow torchvision's models (timm's for ResNetV2 and VAN, Hu et al.'s
-SE-ResNet, the papers for MobileNetV1 and LeNet-5); RegNets come from their six parameters, not typed in.
+SE-ResNet, the papers for MobileNetV1 and LeNet-5); RegNets come from their six parameters, not typed in. Each
+family's norm settings are its reference's (the ``*_NORM`` constants cite the source line); a family not named there
+takes torch's BatchNorm defaults, as its reference does:
+
+- ResNet, ResNeXt: torchvision 0.29.1 models/resnet.py:181 nn.BatchNorm2d, and zero_init_residual=False (line 172),
+  so no zero-init; RegNet: models/regnet.py:396 partial(nn.BatchNorm2d, eps=1e-05, momentum=0.1);
+  ShuffleNetV2 models/shufflenetv2.py:60-147 and DenseNet models/densenet.py:36-197 nn.BatchNorm2d(c).
+- ResNetV2-50: timm 1.0.31 models/resnetv2.py:1115 BatchNormAct2d (layers/norm_act.py:67-68: eps 1e-5, momentum
+  0.1), zero_init_last=False (line 549). MobileNetV1: timm models/efficientnet.py:640, nn.BatchNorm2d's defaults.
+- VAN-B0: Visual-Attention-Network/VAN-Classification models/van.py (van_tiny): nn.BatchNorm2d(dim) in blocks and
+  patch embeddings, partial(nn.LayerNorm, eps=1e-6) after each stage: the default Norm.
+- VGG-16 (torchvision's vgg16, without BN), AlexNet, SqueezeNet and LeNet-5 have no norm layers.
 
 Light core: no torch.
 """
@@ -10,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from nasscale.spec.arch import Arch
+from nasscale.spec.norm import DEFAULT_NORM, Norm
 from nasscale.spec.regnet import RegNetParameters, regnet_stages
 from nasscale.spec.stage import Stage
 from nasscale.spec.vocabulary import Activation, BlockType, HeadType, Pool, SqueezeExciteStyle, StemType
@@ -19,17 +31,21 @@ RELU, HARDSWISH = Activation.RELU, Activation.HARDSWISH
 # ------------------------------------------------------------------------------------------------- ResNets
 
 RESNET_WIDTHS = (64, 128, 256, 512)  # per stage; bottleneck stages end 4x wider
+# SE-ResNet-50 as our bottleneck builds it (stride in the 3x3) is timm's seresnet50 (timm 1.0.31 models/resnet.py:
+# 1926), whose ResNet zero-inits bn3 of each bottleneck by default (zero_init_last=True, line 507; lines 254-257).
+SE_RESNET_NORM = Norm(zero_init_last_bn=True)
 
 
 def _resnet(block: BlockType, depths: tuple[int, ...], *, width_factor: int = 1, bottleneck_ratio: float = 0.25,
-            groups: int = 1, stem: StemType = StemType.RESNET, head: HeadType = HeadType.POOL) -> Arch:
+            groups: int = 1, stem: StemType = StemType.RESNET, head: HeadType = HeadType.POOL,
+            norm: Norm = DEFAULT_NORM) -> Arch:
     stages = tuple(
         Stage(block=block, num_blocks=depth, out_channels=width * width_factor, stride=1 if index == 0 else 2,
               activation=RELU, **_bottleneck_fields(block, bottleneck_ratio, groups))
         for index, (depth, width) in enumerate(zip(depths, RESNET_WIDTHS, strict=True))
     )
     return Arch(stages=stages, stem=stem, stem_channels=64, head=head, head_channels=0, resolution=224,
-                activation=RELU, dropout=0.0)
+                activation=RELU, dropout=0.0, norm=norm)
 
 
 def _bottleneck_fields(block: BlockType, bottleneck_ratio: float, groups: int) -> dict[str, Any]:
@@ -65,7 +81,7 @@ def resnext50_32x4d() -> Arch:
 
 def se_resnet50() -> Arch:
     """Hu et al.'s SE-ResNet-50: ResNet-50 with SE (reduction 16) on each block's residual branch."""
-    return _resnet(BlockType.SE_BOTTLENECK, (3, 4, 6, 3), width_factor=4)
+    return _resnet(BlockType.SE_BOTTLENECK, (3, 4, 6, 3), width_factor=4, norm=SE_RESNET_NORM)
 
 
 def resnetv2_50() -> Arch:
@@ -101,9 +117,14 @@ def _bneck(expand: float, kernel: int, stride: int, channels: int, layers: int, 
                  expand_ratio=expand, se_ratio=0.25 if se else 0.0, activation=activation)
 
 
+# torchvision 0.29.1 models/mobilenetv3.py:155: norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01).
+MOBILENET_V3_NORM = Norm(batch_norm_eps=1e-3, batch_norm_momentum=0.01)
+
+
 def _mobilenet_v3(stages: tuple[Stage, ...], head_channels: int, hidden: int) -> Arch:
     return Arch(stages=stages, stem_channels=16, head_channels=head_channels, resolution=224, activation=HARDSWISH,
-                dropout=0.2, se_style=SqueezeExciteStyle.MOBILENET_V3, classifier_hidden=(hidden,))
+                dropout=0.2, se_style=SqueezeExciteStyle.MOBILENET_V3, classifier_hidden=(hidden,),
+                norm=MOBILENET_V3_NORM)
 
 
 def mobilenet_v3_large() -> Arch:
@@ -180,6 +201,11 @@ GOOGLENET_MODULES = (
 )
 
 
+# torchvision 0.29.1 models/googlenet.py:270: every BasicConv2d (stem, convs, inception branches) has
+# nn.BatchNorm2d(out_channels, eps=0.001).
+GOOGLENET_NORM = Norm(batch_norm_eps=1e-3)
+
+
 def googlenet() -> Arch:
     """torchvision's googlenet without auxiliary heads: its "5x5" branches are 3x3 convs (kernel_size 3)."""
     convs = (Stage(block=BlockType.CONV, num_blocks=1, out_channels=64, stride=1, kernel_size=1, activation=RELU,
@@ -191,7 +217,7 @@ def googlenet() -> Arch:
         for _, stride, pool, branches in GOOGLENET_MODULES
     )
     return Arch(stages=convs + modules, stem=StemType.GOOGLENET, stem_channels=64, head=HeadType.POOL,
-                head_channels=0, resolution=224, activation=RELU, dropout=0.2)
+                head_channels=0, resolution=224, activation=RELU, dropout=0.2, norm=GOOGLENET_NORM)
 
 
 def _fire(channels: int, layers: int, stride: int) -> Stage:

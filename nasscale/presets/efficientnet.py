@@ -1,15 +1,24 @@
 """EfficientNet B0-B7 (B1-B7 derived from B0 with the released coefficients through the scaling rules) and
-EfficientNetV2 S, M and L.
+EfficientNetV2 S, M and L, with torchvision's BatchNorm settings.
 """
 
 from __future__ import annotations
 
 from nasscale.presets.shorthand import FUSED, MB, stage
 from nasscale.spec.arch import Arch
+from nasscale.spec.norm import Norm
 from nasscale.spec.rescaling import scale_arch
 from nasscale.spec.vocabulary import BlockType
 
 # ------------------------------------------------------------------------------------------ EfficientNet
+
+# torchvision 0.29.1 models/efficientnet.py: B0-B4 take EfficientNet's default nn.BatchNorm2d (line 266, their
+# builders at 771-900 pass no norm_layer); B5-B7, whose weights were ported from TensorFlow, take
+# partial(nn.BatchNorm2d, eps=0.001, momentum=0.01) (lines 942, 979, 1016); V2 S/M/L partial(nn.BatchNorm2d,
+# eps=1e-03) (lines 1054, 1092, 1130).
+EFFICIENTNET_TF_NORM = Norm(batch_norm_eps=1e-3, batch_norm_momentum=0.01)
+EFFICIENTNETV2_NORM = Norm(batch_norm_eps=1e-3)
+TF_NORM_VARIANTS = frozenset({"efficientnet_b5", "efficientnet_b6", "efficientnet_b7"})
 
 
 def efficientnet_b0() -> Arch:
@@ -38,7 +47,8 @@ EFFICIENTNET_COEFFICIENTS: dict[str, tuple[float, float, int, float]] = {
 
 def scaled_efficientnet(name: str) -> Arch:
     width, depth, resolution, dropout = EFFICIENTNET_COEFFICIENTS[name]
-    return scale_arch(efficientnet_b0(), width=width, depth=depth, resolution=resolution).replace(dropout=dropout)
+    scaled = scale_arch(efficientnet_b0(), width=width, depth=depth, resolution=resolution)
+    return scaled.replace(dropout=dropout, norm=EFFICIENTNET_TF_NORM if name in TF_NORM_VARIANTS else scaled.norm)
 
 
 def _efficientnetv2(stem: int, rows: tuple[tuple[BlockType, float, int, int, int], ...], resolution: int,
@@ -48,7 +58,7 @@ def _efficientnetv2(stem: int, rows: tuple[tuple[BlockType, float, int, int, int
         for block, expand, stride, channels, layers in rows
     )
     return Arch(stages=stages, stem_channels=stem, head_channels=1280, resolution=resolution, dropout=dropout,
-                drop_path_rate=0.2)
+                drop_path_rate=0.2, norm=EFFICIENTNETV2_NORM)
 
 
 def efficientnetv2_s() -> Arch:

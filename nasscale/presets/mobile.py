@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from nasscale.presets.shorthand import MB, SEP, stage
 from nasscale.spec.arch import Arch
+from nasscale.spec.norm import Norm
 from nasscale.spec.vocabulary import Activation
+
+# torchvision 0.29.1 models/mnasnet.py:31, _BN_MOMENTUM = 1 - 0.9997 (the paper's TensorFlow decay 0.9997 in torch's
+# convention), on every BatchNorm (lines 123-140, and through _stack to 48-56); eps stays torch's. MnasNet-A1 has
+# no torchvision model: timm's semnasnet_100 (timm 1.0.31 models/efficientnet.py:540) and MobileNetV2
+# (torchvision models/mobilenetv2.py:99) take nn.BatchNorm2d's defaults, the default Norm.
+MNASNET_NORM = Norm(batch_norm_momentum=1 - 0.9997)
 
 # ------------------------------------------------------------------------------------ MnasNet, MobileNet
 
@@ -35,7 +42,8 @@ def mnasnet_b1() -> Arch:
         stage(MB, 6, 5, 2, 192, 4, activation=relu),
         stage(MB, 6, 3, 1, 320, 1, activation=relu),
     )
-    return Arch(stages=stages, stem_channels=32, head_channels=1280, resolution=224, activation=relu, dropout=0.2)
+    return Arch(stages=stages, stem_channels=32, head_channels=1280, resolution=224, activation=relu, dropout=0.2,
+                norm=MNASNET_NORM)
 
 
 def mobilenet_v2() -> Arch:

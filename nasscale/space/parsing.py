@@ -57,6 +57,7 @@ from nasscale.space.model import (
     check_stage_values,
 )
 from nasscale.space.regnet import parse_regnet
+from nasscale.spec.serialization import norm_from_dict
 from nasscale.spec.stage import STAGE_FIELDS
 from nasscale.spec.vocabulary import (
     HEADS_WITH_CHANNELS,
@@ -67,7 +68,7 @@ from nasscale.spec.vocabulary import (
 )
 
 SPACE_KEYS = ("name", "description", "resolution", "stem", "stem_channels", "head", "head_channels",
-              "activation", "dropout", "drop_path_rate", "stages")
+              "activation", "dropout", "drop_path_rate", "norm", "stages")
 SPACE_REQUIRED = ("resolution", "stem_channels", "stages")
 STAGE_REQUIRED = ("block", "num_blocks", "out_channels", "stride")
 
@@ -141,6 +142,11 @@ def _parse_globals(data: Mapping[str, Any], source: str, problems: Problems) -> 
     for name in SEARCHABLE_GLOBALS:
         if name in data:
             values[name] = _parse_domain(data[name], name, name, problems)
+    if "norm" in data:  # fixed for the space, as dropout is: a family's settings, not a search dimension
+        try:
+            values["norm"] = norm_from_dict(data["norm"])
+        except SpecError as error:
+            problems.add(error.path, error.message)
     if values.get("head", HeadType.CONV) not in HEADS_WITH_CHANNELS:
         values.setdefault("head_channels", Fixed(value=0))
     elif "head_channels" not in data:

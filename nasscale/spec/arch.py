@@ -34,6 +34,7 @@ from nasscale.spec.geometry import (
     stage_output_size,
     stage_sizes,
 )
+from nasscale.spec.norm import DEFAULT_NORM, NORM_FLOAT_FIELDS, Norm, norm_to_dict
 from nasscale.spec.stage import (
     STAGE_DEFAULTS,
     STAGE_FIELDS,
@@ -72,6 +73,7 @@ class Arch:
     se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET
     classifier_hidden: tuple[int, ...] = ()  # hidden linear widths before the last (MobileNetV3, VGG)
     head_pool_size: int = 1  # pool head: the pooled map is head_pool_size^2 positions, flattened (VGG: 7)
+    norm: Norm = DEFAULT_NORM  # the family's BatchNorm/LayerNorm settings; scaling and sampling keep them
 
     def __post_init__(self) -> None:
         validate_arch(self)
@@ -108,6 +110,8 @@ def validate_arch(arch: Arch) -> None:
     check_float("dropout", arch.dropout, low=0.0, high=1.0, high_inclusive=False)
     check_float("drop_path_rate", arch.drop_path_rate, low=0.0, high=1.0, high_inclusive=False)
     _check_head_options(arch)
+    if not isinstance(arch.norm, Norm):
+        raise SpecError("norm", f"must be a Norm, got {type(arch.norm).__name__}")
     _check_se_style(arch)
     _check_dense_widths(arch)
     _check_spatial_sizes(arch)
@@ -170,10 +174,11 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-# Fields that came with the classic families are written only when they differ from their default, so that
-# the MBConv-era specs, their files and their arch_ids stay exactly as they were before those fields existed.
+# Fields that came with the classic families (and the norm settings, later still) are written only when they differ
+# from their default, so that the MBConv-era specs, their files and their arch_ids stay exactly as they were before
+# those fields existed.
 OPTIONAL_STAGE_FIELDS = frozenset({"groups", "bottleneck_ratio", "pool", "same_padding", "branches"})
-OPTIONAL_ARCH_FIELDS = frozenset({"se_style", "classifier_hidden", "head_pool_size"})
+OPTIONAL_ARCH_FIELDS = frozenset({"se_style", "classifier_hidden", "head_pool_size", "norm"})
 ARCH_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Arch)
                  if field.default is not dataclasses.MISSING}
 
@@ -189,7 +194,12 @@ def to_dict(arch: Arch) -> dict[str, Any]:
         value = getattr(arch, name)
         if name in OPTIONAL_ARCH_FIELDS and value == ARCH_DEFAULTS[name]:
             continue
-        data[name] = [stage_to_dict(stage) for stage in value] if name == "stages" else _plain(value)
+        if name == "stages":
+            data[name] = [stage_to_dict(stage) for stage in value]
+        elif name == "norm":
+            data[name] = norm_to_dict(value)
+        else:
+            data[name] = _plain(value)
     return data
 
 
@@ -205,6 +215,9 @@ def canonical_json(arch: Arch) -> str:
                 stage[name] = float(stage[name])
     data["dropout"] = float(data["dropout"])
     data["drop_path_rate"] = float(data["drop_path_rate"])
+    for name in NORM_FLOAT_FIELDS:
+        if name in data.get("norm", {}):
+            data["norm"][name] = float(data["norm"][name])
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -257,6 +270,7 @@ class StagePlacement(NamedTuple):
     input_size: int  # spatial size (square) of the stage's input
     first_block_index: int  # over the whole network, for the drop-path ramp
     se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET
+    norm: Norm = DEFAULT_NORM  # the network's, as se_style: the builder's norms take it
 
     @property
     def has_transition(self) -> bool:
@@ -291,6 +305,7 @@ class BlockPlacement(NamedTuple):
     input_size: int  # spatial size (square) of the block's input
     out_channels: int  # the stage's, but a dense layer's input plus the growth rate
     se_style: SqueezeExciteStyle = SqueezeExciteStyle.EFFICIENTNET
+    norm: Norm = DEFAULT_NORM
 
     @property
     def output_size(self) -> int:
@@ -328,7 +343,8 @@ def placed_stages(arch: Arch) -> Iterator[tuple[StagePlacement, int]]:
     first_block_index = 0
     for index, stage in enumerate(arch.stages):
         output_size = stage_output_size(stage, in_channels, size)
-        yield StagePlacement(index, stage, in_channels, size, first_block_index, arch.se_style), output_size
+        placement = StagePlacement(index, stage, in_channels, size, first_block_index, arch.se_style, arch.norm)
+        yield placement, output_size
         size, in_channels = output_size, stage.out_channels
         first_block_index += stage.num_blocks
 
@@ -347,7 +363,7 @@ def stage_blocks(placement: StagePlacement) -> Iterator[BlockPlacement]:
     for repeat in range(stage.num_blocks):
         out_channels = in_channels + growth if growth else stage.out_channels
         yield BlockPlacement(stage, placement.first_block_index + repeat, in_channels, stride, size, out_channels,
-                             placement.se_style)
+                             placement.se_style, placement.norm)
         size = conv_output_size(size, stage.kernel_size, stride, padding)  # the block's output_size
         in_channels, stride = out_channels, 1
 

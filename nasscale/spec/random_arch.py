@@ -7,6 +7,7 @@ from typing import Any
 from nasscale.errors import SpecError
 from nasscale.spec.arch import Arch
 from nasscale.spec.channels import bottleneck_channels
+from nasscale.spec.norm import Norm
 from nasscale.spec.stage import Stage
 from nasscale.spec.vocabulary import (
     APPLICABLE_FIELDS,
@@ -117,3 +118,10 @@ def _random_arch_once(rng: random.Random, scalable: bool) -> Arch:
         classifier_hidden=rng.choice([(), (), (12,), (8, 6)]) if head is not HeadType.CONV_CLASSIFIER else (),
         head_pool_size=rng.choice([1, 1, 2]) if head is HeadType.POOL else 1,
     )
+
+
+def random_norm(rng: random.Random) -> Norm:
+    """Random norm settings, each away from its default half the time (apart from random_arch, whose draws the
+    tests rely on staying as they are)."""
+    return Norm(batch_norm_eps=rng.choice([1e-5, 1e-3, 2.5e-4]), batch_norm_momentum=rng.choice([0.1, 0.01, 0.0, 1.0]),
+                layer_norm_eps=rng.choice([1e-6, 1e-5]), zero_init_last_bn=rng.random() < 0.5)

@@ -4,6 +4,7 @@ files by path, and the one-line ``summary`` shown in tables and reports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from enum import StrEnum
@@ -15,6 +16,7 @@ from nasscale.spec.arch import (
     Arch,
     to_dict,
 )
+from nasscale.spec.norm import NORM_FIELDS, NORM_FLOAT_FIELDS, Norm
 from nasscale.spec.stage import STAGE_FIELDS, Stage
 from nasscale.spec.vocabulary import (
     ACTIVATION_ALIASES,
@@ -87,6 +89,20 @@ def stage_from_dict(data: Mapping[str, Any], path: str = "stage") -> Stage:
         raise SpecError(path + error.path.removeprefix("stage"), error.message) from None
 
 
+def norm_from_dict(data: Any, path: str = "norm") -> Norm:
+    _check_keys(path, data, NORM_FIELDS, ())
+    values = dict(data)
+    for name in NORM_FLOAT_FIELDS:
+        # PyYAML reads 1e-3 (no dot, YAML 1.1) as a string; take it as the number it spells.
+        if isinstance(values.get(name), str):
+            with contextlib.suppress(ValueError):  # else Norm's check names the field and the value
+                values[name] = float(values[name])
+    try:
+        return Norm(**values)
+    except SpecError as error:
+        raise SpecError(path + error.path.removeprefix("norm"), error.message) from None
+
+
 def from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Arch:
     """Parse and validate a plain dict (from YAML or JSON); errors name the field path."""
     try:
@@ -109,6 +125,8 @@ def _arch_from_dict(data: Mapping[str, Any]) -> Arch:
         values["activation"] = _parse_enum("activation", values["activation"], Activation, ACTIVATION_ALIASES)
     if "classifier_hidden" in values:
         values["classifier_hidden"] = _parse_widths("classifier_hidden", values["classifier_hidden"])
+    if "norm" in values:
+        values["norm"] = norm_from_dict(values["norm"])
     if values.get("stem") is StemType.NONE:
         values.setdefault("stem_channels", 0)
     elif "stem_channels" not in values:

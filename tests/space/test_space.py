@@ -14,6 +14,7 @@ from nasscale.space.model import BlockVariant, SearchSpace, StageSpace
 from nasscale.space.parsing import builtin_space_names, load_space, space_from_dict, space_from_yaml
 from nasscale.space.sampling import FixedChooser, RandomChooser, sample
 from nasscale.spec.cost import cost
+from nasscale.spec.norm import Norm
 from nasscale.spec.vocabulary import Activation, BlockType, HeadType, StemType
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -169,7 +170,7 @@ def test_efficientnetv2_contains_v2_s():
                    f"stages.{index}.kernel_size": 3, f"stages.{index}.expand_ratio": expand,
                    f"stages.{index}.num_blocks_delta": 0}
     arch = sample(load_space("efficientnetv2"), FixedChooser(params), resolution=384)
-    assert arch.arch_id == efficientnetv2_s().arch_id
+    assert arch.arch_id == efficientnetv2_s().arch_id  # the space carries V2's BatchNorm eps, as the preset does
 
 
 def test_convnext_contains_convnext_tiny():
@@ -319,7 +320,7 @@ def mutated(change) -> dict:
 
 
 VALID_TOP_KEYS = ("name, description, resolution, stem, stem_channels, head, head_channels, activation, dropout, "
-                  "drop_path_rate, stages")
+                  "drop_path_rate, norm, stages")
 VALID_STAGE_KEYS = ("block, num_blocks, out_channels, stride, kernel_size, expand_ratio, se_ratio, activation, skip, "
                     "groups, bottleneck_ratio, pool, same_padding, branches")
 
@@ -577,3 +578,13 @@ def test_mnas_size_is_the_product_over_stages():
         widths = len({round_filters(base, multiplier) for multiplier in (0.75, 1.0, 1.25)})
         size *= ops * widths * depths
     assert space_size(load_space("mnas")) == size
+
+
+def test_a_space_carries_its_norm_settings_into_every_sample():
+    data = copy.deepcopy(base_data()) | {"norm": {"batch_norm_eps": "1e-3", "zero_init_last_bn": True}}
+    space = space_from_dict(data)
+    assert space.to_dict()["norm"] == {"batch_norm_eps": 1e-3, "zero_init_last_bn": True}
+    assert sample(space, RandomChooser(0)).norm == Norm(batch_norm_eps=1e-3, zero_init_last_bn=True)
+    assert "norm" not in space_from_dict(base_data()).to_dict()
+    with pytest.raises(SpaceError, match=r"^bad.yaml: norm.batch_norm_momentum: must be in \[0, 1\], got 2$"):
+        space_from_dict(copy.deepcopy(base_data()) | {"norm": {"batch_norm_momentum": 2}}, source="bad.yaml")

@@ -62,8 +62,10 @@ MOBILENETV3_LARGE = [
     ["ir_r3_k5_s2_e6_c160_se0.25"],
     ["cn_r1_k1_s1_c960"],  # timm's last "stage" is our conv head of 960
 ]
+# timm's block strings do not carry norm settings (its models take bn_eps / bn_momentum as keyword arguments), so
+# the norm passes through like the other model-level fields.
 ARCH_FIELDS_BESIDE_STAGES = ("num_classes", "in_channels", "dropout", "drop_path_rate", "stem", "head",
-                             "classifier_hidden", "head_pool_size")
+                             "classifier_hidden", "head_pool_size", "norm")
 
 
 def import_like(arch: Arch, arch_def) -> Arch:
