@@ -15,6 +15,10 @@ test set; the others have none, and a stratified, seeded ``test_fraction`` of th
 set first, so the same images are test images whatever the validation fraction. ``split_record`` says which
 is which, for the study to record.
 
+An image folder too big to hold in memory streams instead (``nasscale.evaluate.streaming``): the same files
+(``imagefolder_classes``, ``class_images``) and images per split, from the index functions here
+(``training_pool_indices``, ``carve_validation``, ``held_out_test_indices``), decoded one at a time as here.
+
 Light module: numpy only. scikit-learn and Pillow are imported by the loaders that need them, torch never.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -135,8 +140,7 @@ def load_dataset(source: DataSource | str, *, split: str = "all", max_samples: i
     if image_size is not None and source.kind != "imagefolder":
         raise DataError(f"image_size applies to imagefolder only, {source.kind} images have a fixed size; "
                         f"resize them at training time instead")
-    if image_size is not None and image_size < 1:
-        raise DataError(f"image_size must be a positive number of pixels, got {image_size}")
+    check_image_size(image_size)
     if source.kind == "digits":
         return subsample_dataset(_load_digits(), max_samples, seed=seed)
     if source.kind == "imagefolder":
@@ -165,17 +169,13 @@ def load_splits(source: DataSource | str, *, validation_fraction: float = DEFAUL
     ``max_train_samples`` and ``max_validation_samples`` keep stratified samples of each (fixed by
     ``split_seed``), taken after the split, so a smaller proxy never moves an image between the splits."""
     source = _as_source(source)
-    _check_fraction("validation_fraction", validation_fraction)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("validation_fraction", validation_fraction)
+    check_fraction("test_fraction", test_fraction)
     pool = _training_pool(source, test_fraction=test_fraction, split_seed=split_seed, image_size=image_size)
-    labels, count = pool.labels, round(len(pool.indices) * validation_fraction)
-    if not 0 < count < len(pool.indices):
-        raise DataError(f"{source}: {len(pool.indices)} training images are too few to hold out "
-                        f"{validation_fraction:.0%} for validation; raise validation_fraction or use more data")
-    order = pool.indices[_stratified_order(labels[pool.indices], (split_seed, VALIDATION_STREAM))]
-    validation, train = order[:count], order[count:]
-    train = train[_limit(labels[train], max_train_samples, split_seed)]
-    validation = validation[_limit(labels[validation], max_validation_samples, split_seed)]
+    train, validation = carve_validation(pool.labels, pool.indices, validation_fraction=validation_fraction,
+                                         split_seed=split_seed, name=str(source),
+                                         max_train_samples=max_train_samples,
+                                         max_validation_samples=max_validation_samples)
     return pool.take(train), pool.take(validation)
 
 
@@ -184,13 +184,40 @@ def load_test_set(source: DataSource | str, *, test_fraction: float = DEFAULT_TE
     """The test set: the official one, or the ``test_fraction`` held out of a source that has none. Only final
     evaluation reads it (``nasscale train``, the scale ladder's final runs, benchmarks), once, labelled test."""
     source = _as_source(source)
-    _check_fraction("test_fraction", test_fraction)
+    check_fraction("test_fraction", test_fraction)
     if source.kind in OFFICIAL_SPLIT_KINDS:
         return load_dataset(source, split="test", max_samples=max_samples, seed=split_seed)
     whole = load_dataset(source, image_size=image_size)
-    test = _held_out_test(whole.labels, test_fraction, split_seed, str(source))
-    test = test[_limit(whole.labels[test], max_samples, split_seed)]
-    return _take(whole, test)
+    return _take(whole, held_out_test_indices(whole.labels, test_fraction=test_fraction, split_seed=split_seed,
+                                              name=str(source), max_samples=max_samples))
+
+
+def carve_validation(labels: np.ndarray, indices: np.ndarray, *, validation_fraction: float, split_seed: int,
+                     name: str, max_train_samples: int | None = None,
+                     max_validation_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices carved out of ``indices``, the training pool of a source whose images
+    have ``labels``: what ``load_splits`` keeps, computed from the labels alone (streaming reuses it)."""
+    count = round(len(indices) * validation_fraction)
+    if not 0 < count < len(indices):
+        raise DataError(f"{name}: {len(indices)} training images are too few to hold out "
+                        f"{validation_fraction:.0%} for validation; raise validation_fraction or use more data")
+    order = indices[_stratified_order(labels[indices], (split_seed, VALIDATION_STREAM))]
+    validation, train = order[:count], order[count:]
+    train = train[_limit(labels[train], max_train_samples, split_seed)]
+    validation = validation[_limit(labels[validation], max_validation_samples, split_seed)]
+    return np.sort(train), np.sort(validation)
+
+
+def held_out_test_indices(labels: np.ndarray, *, test_fraction: float, split_seed: int, name: str,
+                          max_samples: int | None = None) -> np.ndarray:
+    """Sorted indices of the test set held out of a source with no official one: what ``load_test_set`` keeps."""
+    test = _held_out_test(labels, test_fraction, split_seed, name)
+    return np.sort(test[_limit(labels[test], max_samples, split_seed)])
+
+
+def training_pool_indices(labels: np.ndarray, *, test_fraction: float, split_seed: int, name: str) -> np.ndarray:
+    """Indices of a source with no official test set that training may use: all but the held-out test set."""
+    return np.setdiff1d(np.arange(len(labels)), _held_out_test(labels, test_fraction, split_seed, name))
 
 
 def split_record(source: DataSource | str, train: Dataset, validation: Dataset, *, validation_fraction: float,
@@ -214,9 +241,14 @@ def native_resolution(dataset: Dataset) -> int:
     return side if side >= SMALLEST_NATIVE_RESOLUTION else UPSAMPLED_RESOLUTION
 
 
-def _check_fraction(name: str, value: float) -> None:
+def check_fraction(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise DataError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+
+
+def check_image_size(image_size: int | None) -> None:
+    if image_size is not None and image_size < 1:
+        raise DataError(f"image_size must be a positive number of pixels, got {image_size}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,8 +277,8 @@ def _training_pool(source: DataSource, *, test_fraction: float, split_seed: int,
         raw, labels, class_names = _official_arrays(source, "train")
         return _Pool(source.kind, labels, np.arange(len(labels)), raw=raw, class_names=class_names)
     whole = load_dataset(source, image_size=image_size)
-    test = _held_out_test(whole.labels, test_fraction, split_seed, str(source))
-    return _Pool(whole.name, whole.labels, np.setdiff1d(np.arange(len(whole)), test), dataset=whole)
+    indices = training_pool_indices(whole.labels, test_fraction=test_fraction, split_seed=split_seed, name=str(source))
+    return _Pool(whole.name, whole.labels, indices, dataset=whole)
 
 
 def _held_out_test(labels: np.ndarray, test_fraction: float, split_seed: int, name: str) -> np.ndarray:
@@ -414,35 +446,56 @@ def _load_imagefolder(root: Path, *, max_samples: int | None, seed: int, image_s
 
 
 def _list_imagefolder(root: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+    class_dirs = imagefolder_classes(root)
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, class_dir in enumerate(class_dirs):
+        members = class_images(class_dir)
+        files += members
+        labels += [label] * len(members)
+    return files, np.array(labels, dtype=np.int64), tuple(path.name for path in class_dirs)
+
+
+def imagefolder_classes(root: Path) -> list[Path]:
+    """The class folders of an image folder, in label order."""
     if not root.is_dir():
         raise DataError(f"imagefolder: no folder {root}; pass --data imagefolder:DIR, DIR holding one sub-folder "
                         f"of images per class")
     class_dirs = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not class_dirs:
         raise DataError(f"imagefolder: {root} has no class sub-folders; put each class's images in DIR/CLASS_NAME/")
-    files: list[Path] = []
-    labels: list[int] = []
-    for label, class_dir in enumerate(class_dirs):
-        members = sorted(path for path in class_dir.rglob("*")
-                         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-        if not members:
-            raise DataError(f"imagefolder: class folder {class_dir} holds no images "
-                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-        files += members
-        labels += [label] * len(members)
-    return files, np.array(labels, dtype=np.int64), tuple(path.name for path in class_dirs)
+    return class_dirs
+
+
+def class_images(class_dir: Path) -> list[Path]:
+    """The images of one class folder, nested folders included, in the order they are labelled."""
+    members = sorted(path for path in class_dir.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if not members:
+        raise DataError(f"imagefolder: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return members
 
 
 def _read_images(files: list[Path], image_size: int | None) -> np.ndarray:
-    # Headers first (cheap): one grayscale channel only if every image is grayscale, and the common size.
-    headers = [_read_header(path) for path in files]
-    mode = "L" if all(header_mode in GRAYSCALE_MODES for header_mode, _ in headers) else "RGB"
-    width, height = (image_size, image_size) if image_size else headers[0][1]
+    mode, (width, height) = image_format(files, image_size)
     images = np.empty((len(files), 1 if mode == "L" else 3, height, width), dtype=np.float32)
     for index, path in enumerate(files):
-        pixels = _decode(path, mode, (width, height))
-        images[index] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+        images[index] = channels_first(decode_image(path, mode, (width, height)))
     return images
+
+
+def image_format(files: Iterable[Path], image_size: int | None) -> tuple[str, tuple[int, int]]:
+    """(Pillow mode, (width, height)) every image of a folder is decoded to, from the headers (cheap): ``"L"``, one
+    grayscale channel, only if every image is grayscale, else ``"RGB"``; the first image's size unless
+    ``image_size`` is given. ``files`` is read once, in order, so it may be a generator."""
+    paths = iter(files)
+    first_mode, first_size = _read_header(next(paths))
+    grayscale = first_mode in GRAYSCALE_MODES and all(_read_header(path)[0] in GRAYSCALE_MODES for path in paths)
+    return "L" if grayscale else "RGB", (image_size, image_size) if image_size else first_size
+
+
+def channels_first(pixels: np.ndarray) -> np.ndarray:
+    """A decoded image, (H, W) grayscale or (H, W, 3) colour, as (C, H, W)."""
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 def _read_header(path: Path) -> tuple[str, tuple[int, int]]:
@@ -455,7 +508,7 @@ def _read_header(path: Path) -> tuple[str, tuple[int, int]]:
         raise DataError(f"imagefolder: cannot read {path}: {error}") from None
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+def decode_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     try:
