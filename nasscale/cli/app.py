@@ -52,6 +52,7 @@ COMMANDS = (
     ("best", search.best, True),
     ("export", search.export, True),
     ("train", train.train, False),
+    ("recipes", train.recipes, False),
     ("scale", scale.scale, True),
     ("report", report.report, True),
     ("dashboard", report.dashboard, True),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nasscale.evaluate.data import load_splits, load_test_set, split_record
+from nasscale.evaluate.data import load_splits, load_test_set, parse_data_source, split_record
 from nasscale.evaluate.settings import DEFAULT_TEST_FRACTION, DEFAULT_VALIDATION_FRACTION, TrainSettings
 from nasscale.spec.arch import Arch
 from nasscale.spec.cost import cost
@@ -27,38 +27,44 @@ METRICS_FILE = "metrics.json"
 
 def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: TrainSettings, split_seed: int = 0,
                    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                   test_fraction: float = DEFAULT_TEST_FRACTION, on_epoch: Callable | None = None) -> dict[str, Any]:
+                   test_fraction: float = DEFAULT_TEST_FRACTION, on_epoch: Callable | None = None,
+                   stream: bool = False, workers: int = 0) -> dict[str, Any]:
     """Train ``arch`` on ``data``'s training split with ``settings`` (a TrainSettings), follow it on the validation
     split, score it once on the test set, and write the four files to ``out_dir``.
 
     The model is deployed at ``settings.resolution`` (default: the architecture's own), and its MACs in the
-    metrics are counted there: the resolution it trains and is tested at."""
+    metrics are counted there: the resolution it trains and is tested at. With ``settings.test_resolution``
+    (FixRes) it is also scored there, as a second model with its own weights file and MACs. A checkpoint in
+    ``out_dir`` is written after every epoch; run again, the same call resumes from it. ``stream`` reads an image
+    folder image by image in ``workers`` processes rather than into memory. Under torchrun only rank 0 writes."""
     import torch
 
     # torch: imported where needed, so this module loads without it
+    from nasscale.evaluate.checkpoint import Checkpoint
     from nasscale.evaluate.training import evaluate_model, train_model
     from nasscale.models.build import build
 
-    train, validation = load_splits(data, validation_fraction=validation_fraction, test_fraction=test_fraction,
-                                    split_seed=split_seed, max_train_samples=settings.max_train_samples)
+    settings = _join_torchrun(settings)
+    train, validation = _splits(data, stream, validation_fraction=validation_fraction, test_fraction=test_fraction,
+                                split_seed=split_seed, max_train_samples=settings.max_train_samples)
     resolution = settings.resolution or arch.resolution
-    arch = arch.replace(in_channels=train.in_channels, num_classes=train.num_classes, resolution=resolution)
+    arch = _trained_arch(arch, settings, in_channels=train.in_channels, num_classes=train.num_classes,
+                         resolution=resolution)
     settings = dataclasses.replace(settings, resolution=resolution)
     torch.manual_seed(settings.seed)
     model = build(arch)
-    result = train_model(model, train, validation, settings, on_epoch=on_epoch)
-    test = load_test_set(data, test_fraction=test_fraction, split_seed=split_seed)
-    test_accuracy, test_loss = evaluate_model(model, test, settings)
-    model.cpu()  # weights and the ONNX graph are saved device-free, whatever trained them
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / WEIGHTS_FILE)
-    export_onnx(model, arch, resolution, out / ONNX_FILE)
-    (out / ARCH_FILE).write_text(to_yaml(arch))
-    total = cost(arch)
-    metrics = {
+    checkpoint = Checkpoint.for_run(out_dir, arch_id=arch.arch_id, data=data, settings=settings,
+                                    split_seed=split_seed)
+    result = train_model(model, train, validation, settings, on_epoch=on_epoch, checkpoint=checkpoint,
+                         workers=workers)
+    deployed = result.deployed if result.deployed is not None else model
+    test = _test_set(data, stream, test_fraction=test_fraction, split_seed=split_seed)
+    test_accuracy, test_loss = evaluate_model(deployed, test, settings, workers=workers)
+    files = [WEIGHTS_FILE, ONNX_FILE, ARCH_FILE, METRICS_FILE]
+    metrics: dict[str, Any] = {
         "arch_id": arch.arch_id,
         "data": data,
+        "recipe": settings_record(settings),
         "validation_accuracy": result.validation_accuracy,
         "best_validation_accuracy": result.best_validation_accuracy,
         "test_accuracy": test_accuracy,
@@ -66,16 +72,94 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
         "test_images": len(test),
         "splits": split_record(data, train, validation, validation_fraction=validation_fraction,
                                test_fraction=test_fraction, split_seed=split_seed),
-        "params": total.params,
-        "macs": total.macs,
+        "params": cost(arch).params,
+        "macs": cost(arch).macs,
         "train_seconds": result.train_seconds,
         "train_images_per_second": result.train_images_per_second,
+        "resumed_epochs": result.resumed_epochs,
         "input_resolution": resolution,
-        "history": [[record.epoch, record.train_loss, record.validation_accuracy] for record in result.history],
-        "files": [WEIGHTS_FILE, ONNX_FILE, ARCH_FILE, METRICS_FILE],
+        "history": [[record.epoch, record.train_loss, record.validation_accuracy, record.train_size]
+                    for record in result.history],
+        "files": files,
     }
+    if not _writes_files():
+        return metrics
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if result.test_resolution_model is not None and settings.test_resolution is not None:
+        size = settings.test_resolution
+        fitted = result.test_resolution_model
+        accuracy, loss = evaluate_model(fitted, test, settings, resolution=size, workers=workers)
+        metrics["test_resolution"] = {
+            "input_resolution": size, "validation_accuracy": result.test_resolution_accuracy,
+            "test_accuracy": accuracy, "test_loss": loss, "macs": cost(arch.replace(resolution=size)).macs,
+            "fine_tune_epochs": settings.fixres_epochs, "weights": test_resolution_weights(size)}
+        torch.save(fitted.cpu().state_dict(), out / test_resolution_weights(size))
+        files.append(test_resolution_weights(size))
+    deployed.cpu()  # weights and the ONNX graph are saved device-free, whatever trained them
+    torch.save(deployed.state_dict(), out / WEIGHTS_FILE)
+    export_onnx(deployed, arch, resolution, out / ONNX_FILE)
+    (out / ARCH_FILE).write_text(to_yaml(arch))
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def test_resolution_weights(size: int) -> str:
+    return f"weights-{size}px.pt"
+
+
+def settings_record(settings: TrainSettings) -> dict[str, Any]:
+    """The settings a run trained with, as JSON: what a reader needs to repeat it."""
+    return json.loads(json.dumps(dataclasses.asdict(settings), default=str))
+
+
+def _trained_arch(arch: Arch, settings: TrainSettings, **fields: Any) -> Arch:
+    # The recipe's dropout and stochastic depth (by model size) are the architecture's own fields.
+    regularization = {name: getattr(settings, name) for name in ("dropout", "drop_path_rate")
+                      if getattr(settings, name) is not None}
+    return arch.replace(**fields, **regularization)
+
+
+def _splits(data: str, stream: bool, **options: Any) -> tuple[Any, Any]:
+    if not stream:
+        return load_splits(data, **options)
+    from nasscale.evaluate.streaming import streaming_splits  # torch: only a streamed run needs it
+
+    return streaming_splits(parse_data_source(data), **options)
+
+
+def _test_set(data: str, stream: bool, *, test_fraction: float, split_seed: int) -> Any:
+    if not stream:
+        return load_test_set(data, test_fraction=test_fraction, split_seed=split_seed)
+    from nasscale.evaluate.streaming import streaming_test_set  # torch: only a streamed run needs it
+
+    return streaming_test_set(parse_data_source(data), test_fraction=test_fraction, split_seed=split_seed)
+
+
+def _join_torchrun(settings: TrainSettings) -> TrainSettings:
+    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment), join its process group, once: gloo on CPU, nccl on
+    GPUs, each process on the GPU of its LOCAL_RANK. The settings, with that GPU."""
+    import os
+
+    import torch.distributed  # torch: imported where needed, so this module loads without it
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return settings
+    on_gpu = settings.device.startswith("cuda")
+    torch.distributed.init_process_group(backend="nccl" if on_gpu else "gloo")
+    if not on_gpu:
+        return settings
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    torch.cuda.set_device(device)
+    return dataclasses.replace(settings, device=device)
+
+
+def _writes_files() -> bool:
+    """Rank 0 of torchrun, or a run of one process."""
+    import torch.distributed  # torch: imported where needed, so this module loads without it
+
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
 
 
 def export_onnx(model, arch: Arch, resolution: int, path: Path) -> None:

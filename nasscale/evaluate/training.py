@@ -1,33 +1,41 @@
-"""The training loop: a few seeded epochs from scratch on an in-memory dataset (proxy training), or many
-(``nasscale.evaluate.final``), scored by validation accuracy. The recipe is ``nasscale.evaluate.settings``.
+"""The training loop: a few seeded epochs from scratch (proxy training), or a recipe's full run
+(``nasscale.evaluate.final``), scored by validation accuracy. The recipe is ``nasscale.evaluate.settings``; what
+a step is made of (optimizer, schedule, loss, EMA) is ``optimization``, batch augmentation ``augment``, where the
+batches come from ``batches``, the resumable state ``checkpoint``.
 
 Repeatable: with the same initial weights and settings the history is identical, because torch's global
 seed is set before anything random, batches are drawn from a seeded generator and the thread count is fixed.
 The initial weights are the caller's: build the model right after ``torch.manual_seed`` for repeatable trials.
+A run with a checkpoint saves after every epoch and, started again, resumes where it stopped with the same
+random states, so it ends with the weights of a run that was never interrupted.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
 from functools import partial
+from itertools import islice
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from nasscale.errors import DataError, TrainingDiverged
-from nasscale.evaluate.data import Dataset, stratified_indices
+from nasscale.evaluate.augment import StageAugmentation, stage_augmentation
+from nasscale.evaluate.batches import RECALIBRATION_BATCHES, AnyDataset, Batch, TrainingBatches, evaluation_batches
+from nasscale.evaluate.checkpoint import Checkpoint, random_states, restore_random_states
+from nasscale.evaluate.optimization import learning_rate_factor, loss_value, make_ema, make_optimizer, set_dropout
 from nasscale.evaluate.settings import TrainSettings
 
-SGD_MOMENTUM = 0.9
-RECALIBRATION_BATCHES = 8
 EVALUATION_BATCH_FACTOR = 4  # no gradients are kept, so evaluation batches can be larger
-RESIZED_COPIES_PER_DATASET = 2  # one copy of Fashion-MNIST at 32 px is ~250 MB
+# FixRes's fine-tune at the test resolution (Touvron et al. 2019, section 5): batch norm and the classifier only,
+# at a tenth of the run's learning rate, without augmentation.
+FIXRES_LEARNING_RATE_FACTOR = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class EpochRecord:
     validation_accuracy: float  # top-1, in [0, 1]
     seconds: float  # training and evaluation
     validation_loss: float = math.nan  # mean cross-entropy, no label smoothing
+    train_size: int | None = None  # the side of the training images this epoch (progressive learning grows it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,83 +56,242 @@ class TrainResult:
     train_seconds: float  # wall time of the whole call: preparation, training and evaluation
     train_images_per_second: float  # training steps only, evaluation excluded
     settings: TrainSettings
+    resumed_epochs: int = 0  # epochs a checkpoint had already trained
+    # The deployed model: the EMA of the weights where the recipe keeps one, else the trained model itself.
+    deployed: nn.Module | None = None
+    test_resolution_model: nn.Module | None = None  # FixRes: the deployed model fitted to settings.test_resolution
+    test_resolution_accuracy: float | None = None  # validation accuracy at settings.test_resolution
 
 
-def train_model(model: nn.Module, train: Dataset, validation: Dataset, settings: TrainSettings, *,
-                on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+def train_model(model: nn.Module, train: AnyDataset, validation: AnyDataset, settings: TrainSettings, *,
+                on_epoch: Callable[[EpochRecord], None] | None = None, checkpoint: Checkpoint | None = None,
+                workers: int = 0) -> TrainResult:
     """Train ``model`` in place and score it after every epoch.
 
     Raises ``TrainingDiverged`` when the loss or the validation outputs stop being finite, and
-    ``DataError`` when the model does not fit the data. ``on_epoch`` runs after each epoch; whatever it
-    raises (Optuna's pruning signal, say) ends training and propagates.
+    ``DataError`` when the model does not fit the data. ``on_epoch`` runs after each epoch (and after the epoch's
+    checkpoint is written); whatever it raises (Optuna's pruning signal, say) ends training and propagates.
+    ``workers`` decode a streamed image folder (``nasscale.evaluate.streaming``). Under ``torchrun`` (a process
+    group initialised) the model trains as ``DistributedDataParallel``, each process on its slice of every batch.
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        return _train(model, train, validation, settings, on_epoch)
+        run = _Run(model, train, validation, settings, checkpoint=checkpoint, workers=workers)
+        return run.train(on_epoch)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(model: nn.Module, train: Dataset, validation: Dataset, settings: TrainSettings,
-           on_epoch: Callable[[EpochRecord], None] | None) -> TrainResult:
-    start = time.perf_counter()
-    torch.manual_seed(settings.seed)
-    _check_datasets(train, validation)
-    device = torch.device(settings.device)
-    train_images, train_labels = (tensor.to(device) for tensor in _train_tensors(train, settings))
-    validation_images = _images_tensor(validation, settings.resolution).to(device)
-    validation_labels = torch.from_numpy(validation.labels).to(device)
-    model.to(device)
-    _check_model(model, train, train_images)
-    optimizer = _make_optimizer(model, settings)
-    steps_per_epoch = _batch_count(len(train_labels), settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        _learning_rate_factor, total_steps=steps_per_epoch * settings.epochs,
-        warmup_steps=round(settings.warmup_epochs * steps_per_epoch), schedule=settings.schedule))
-    step = partial(_train_step, model=model, optimizer=optimizer, scheduler=scheduler,
-                   loss_function=nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing))
-    generator = torch.Generator().manual_seed(settings.seed)
-    history: list[EpochRecord] = []
-    training_seconds, images_trained = 0.0, 0
-    for epoch in range(1, settings.epochs + 1):
+class _Run:
+    """One training run's state: what a checkpoint saves and restores."""
+
+    def __init__(self, model: nn.Module, train: AnyDataset, validation: AnyDataset, settings: TrainSettings, *,
+                 checkpoint: Checkpoint | None, workers: int) -> None:
+        self.start = time.perf_counter()
+        torch.manual_seed(settings.seed)
+        _check_datasets(train, validation)
+        self.settings, self.validation, self.workers, self.checkpoint = settings, validation, workers, checkpoint
+        self.device = torch.device(settings.device)
+        self.rank, world = _process_group()
+        self.batches = TrainingBatches(train, resolution=settings.resolution, seed=settings.seed,
+                                       max_train_samples=settings.max_train_samples, device=self.device,
+                                       workers=workers, rank=self.rank, world=world)
+        self.num_classes = train.num_classes
+        self.model = model.to(self.device)
+        _check_model(model, train, self.batches.first_image())
+        self.network = _data_parallel(model, self.device) if world > 1 else model
+        self.optimizer = make_optimizer(model, settings)
+        steps_per_epoch = self.batches.steps_per_epoch(settings.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(
+            learning_rate_factor, settings=settings, steps_per_epoch=steps_per_epoch))
+        self.ema: AveragedModel | None = make_ema(model, settings)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.history: list[EpochRecord] = []
+        self.training_seconds, self.images_trained = 0.0, 0
+        self.deployed: nn.Module | None = None  # the model scored after the last epoch
+        self.augmentations: dict[int, StageAugmentation | None] = {}
+
+    def train(self, on_epoch: Callable[[EpochRecord], None] | None) -> TrainResult:
+        resumed = self._resume()
+        for epoch in range(resumed + 1, self.settings.epochs + 1):
+            record = self._epoch(epoch)
+            self.history.append(record)
+            self._save(epoch)
+            if on_epoch is not None:
+                on_epoch(record)
+        deployed = self.deployed if self.deployed is not None else self._score_model()
+        test_model, test_accuracy = None, None
+        if self.settings.test_resolution is not None:
+            test_model = self._fit_test_resolution(deployed)
+            test_accuracy = self._validate(test_model, self.settings.test_resolution, self.settings.epochs)[0]
+        history = tuple(self.history)
+        return TrainResult(validation_accuracy=history[-1].validation_accuracy,
+                           best_validation_accuracy=max(record.validation_accuracy for record in history),
+                           history=history, train_seconds=time.perf_counter() - self.start,
+                           train_images_per_second=self.images_trained / max(self.training_seconds, 1e-9),
+                           settings=self.settings, resumed_epochs=resumed, deployed=deployed,
+                           test_resolution_model=test_model, test_resolution_accuracy=test_accuracy)
+
+    # ------------------------------------------------------------------------------------------- one epoch
+
+    def _epoch(self, epoch: int) -> EpochRecord:
         epoch_start = time.perf_counter()
+        size, augmentation = self._stage(epoch)
+        self.network.train()
+        total, count = 0.0, 0
+        batches = self.batches.epoch(self.generator, self.settings.batch_size, size=size)
+        for index, (images, labels) in enumerate(batches, start=1):
+            total += self._step(images, labels, augmentation, epoch=epoch, step=index) * len(labels)
+            count += len(labels)
+        self.training_seconds += time.perf_counter() - epoch_start
+        self.images_trained += count
+        self.deployed = self._score_model()
+        accuracy, loss = self._validate(self.deployed, self.settings.resolution, epoch)
+        return EpochRecord(epoch, total / count, accuracy, time.perf_counter() - epoch_start, loss,
+                           size or self.batches.native_size)
+
+    def _stage(self, epoch: int) -> tuple[int | None, StageAugmentation | None]:
+        """The epoch's training size and augmentation: the run's own, or progressive learning's stage."""
+        settings, progressive = self.settings, self.settings.progressive
+        if progressive is None:
+            stage, size, magnitude, mixup = 0, settings.resolution, settings.magnitude, settings.mixup
+        else:
+            stage = progressive.stage_of(epoch, settings.epochs)
+            size = progressive.size_at(stage, settings.resolution or self.batches.native_size)
+            magnitude, mixup = progressive.value("magnitude", stage), progressive.value("mixup", stage)
+            set_dropout(self.model, progressive.value("dropout", stage))
+        if stage not in self.augmentations:
+            self.augmentations[stage] = stage_augmentation(settings, self.num_classes, magnitude=magnitude,
+                                                           mixup=mixup)
+        return size, self.augmentations[stage]
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, augmentation: StageAugmentation | None, *,
+              epoch: int, step: int) -> float:
+        targets = labels
+        if augmentation is not None:
+            images, targets = augmentation(images, labels)
+        loss = loss_value(self.network(images), targets, self.settings)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch}, step {step}; "
+                                   f"lower the learning rate (now {self.optimizer.param_groups[0]['lr']:.3g})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return value
+
+    def _score_model(self) -> nn.Module:
+        """The model to score and deploy, its batch-norm statistics re-estimated on the epoch's first batches: the
+        trained model itself, or a copy of the EMA (whose averaged statistics keep averaging)."""
+        scored = self.model if self.ema is None else copy.deepcopy(self.ema.module)
+        _recalibrate_batch_norm(scored, self.batches.recalibration())
+        return scored
+
+    def _validate(self, model: nn.Module, resolution: int | None, epoch: int) -> tuple[float, float]:
+        batches = evaluation_batches(self.validation, resolution=resolution, device=self.device,
+                                     batch_size=self.settings.batch_size * EVALUATION_BATCH_FACTOR,
+                                     workers=self.workers)
+        return _evaluate(model, batches, epoch=epoch)
+
+    # ------------------------------------------------------------------------------------- FixRes
+
+    def _fit_test_resolution(self, deployed: nn.Module) -> nn.Module:
+        """FixRes (Touvron et al. 2019): a copy of the deployed model for ``test_resolution``, its batch-norm
+        statistics re-estimated there and, with ``fixres_epochs``, batch norm and the classifier fine-tuned there.
+        Its batches come from a generator of its own, so a resumed run fits exactly as an uninterrupted one."""
+        settings, size = self.settings, self.settings.test_resolution
+        fitted = copy.deepcopy(deployed)
+        generator = torch.Generator().manual_seed(settings.seed)
+        if settings.fixres_epochs:
+            _fine_tune_at(fitted, settings, lambda: self.batches.epoch(generator, settings.batch_size, size=size))
+        first = islice(self.batches.epoch(generator, settings.batch_size, size=size), RECALIBRATION_BATCHES)
+        _recalibrate_batch_norm(fitted, [images for images, _ in first])
+        return fitted
+
+    # ------------------------------------------------------------------------------------- checkpoints
+
+    def _save(self, epoch: int) -> None:
+        if self.checkpoint is None or self.rank != 0:  # one writer: the processes hold the same weights
+            return
+        self.checkpoint.save({
+            "epoch": epoch, "model": self.model.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            # The scored EMA copy's re-estimated statistics: a run resumed after its last epoch deploys them.
+            "deployed_buffers": None if self.ema is None or self.deployed is None else dict(
+                self.deployed.named_buffers()),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "random": random_states(self.generator), "history": [asdict(record) for record in self.history],
+            "training_seconds": self.training_seconds, "images_trained": self.images_trained,
+        })
+
+    def _resume(self) -> int:
+        """The epochs a checkpoint of this run already trained (0 without one), its state restored."""
+        state = None if self.checkpoint is None else self.checkpoint.load()
+        if state is None:
+            return 0
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_random_states(state["random"], self.generator)
+        self.history = [EpochRecord(**record) for record in state["history"]]
+        self.training_seconds, self.images_trained = state["training_seconds"], state["images_trained"]
+        if self.ema is None:
+            self.deployed = self.model
+        elif state["deployed_buffers"] is not None:
+            self.deployed = copy.deepcopy(self.ema.module)
+            self.deployed.load_state_dict(state["deployed_buffers"], strict=False)
+        return int(state["epoch"])
+
+
+def _fine_tune_at(model: nn.Module, settings: TrainSettings, epoch_batches: Callable[[], Iterable[Batch]]) -> None:
+    """FixRes's fine-tune: only batch norm's affine parameters and the last linear layer (the classifier) learn,
+    batch norm in training mode, for ``settings.fixres_epochs`` epochs at a constant, tenth learning rate."""
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    learning = {id(parameter) for module in norms + linears[-1:] for parameter in module.parameters()}
+    frozen = [parameter for parameter in model.parameters() if id(parameter) not in learning]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    try:
+        tuning = replace(settings, learning_rate=settings.learning_rate * FIXRES_LEARNING_RATE_FACTOR,
+                         schedule="constant", warmup_epochs=0.0)
+        optimizer = make_optimizer(model, tuning)
         model.train()
-        batches = _batches(len(train_labels), settings.batch_size, generator)
-        losses = [step(train_images[batch], train_labels[batch], epoch=epoch, step=index) * len(batch)
-                  for index, batch in enumerate(batches, start=1)]
-        training_seconds += time.perf_counter() - epoch_start
-        epoch_images = sum(len(batch) for batch in batches)
-        images_trained += epoch_images
-        _recalibrate_batch_norm(model, train_images, batches)
-        accuracy, loss = _evaluate(model, validation_images, validation_labels,
-                                   batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR, epoch=epoch)
-        record = EpochRecord(epoch, sum(losses) / epoch_images, accuracy, time.perf_counter() - epoch_start, loss)
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-    return TrainResult(validation_accuracy=history[-1].validation_accuracy,
-                       best_validation_accuracy=max(record.validation_accuracy for record in history),
-                       history=tuple(history), train_seconds=time.perf_counter() - start,
-                       train_images_per_second=images_trained / max(training_seconds, 1e-9), settings=settings)
+        for epoch in range(settings.fixres_epochs):
+            for images, labels in epoch_batches():
+                loss = loss_value(model(images), labels, tuning)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(f"FixRes fine-tuning diverged at epoch {epoch + 1}; lower the learning "
+                                           f"rate (now {tuning.learning_rate:.3g})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
 
 
-def _train_step(images: torch.Tensor, labels: torch.Tensor, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, loss_function: nn.Module,
-                epoch: int, step: int) -> float:
-    loss = loss_function(model(images), labels)
-    value = loss.item()
-    if not math.isfinite(value):
-        raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch}, step {step}; "
-                               f"lower the learning rate (now {optimizer.param_groups[0]['lr']:.3g})")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    return value
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) under torchrun, (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
-def _recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batches: tuple[torch.Tensor, ...]) -> None:
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    # DDP averages the gradients of the processes' equal slices: the gradient of the whole batch's mean loss.
+    # Its buffers (batch-norm statistics) follow rank 0's at each forward.
+    device_ids = [device] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _recalibrate_batch_norm(model: nn.Module, batches: list[torch.Tensor]) -> None:
     """Re-estimate BatchNorm statistics with the current weights before validating.
 
     After a few hundred steps the running averages still lag far behind the weights, so a short proxy
@@ -131,7 +299,7 @@ def _recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batches: tup
     Recalibrating on a few training batches is the usual remedy in NAS evaluation.
     """
     norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not norms or not batches:
         return
     momenta = [module.momentum for module in norms]
     for module in norms:
@@ -139,110 +307,46 @@ def _recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batches: tup
         module.momentum = None  # a cumulative average over the recalibration batches
     model.train()
     with torch.no_grad():
-        for batch in batches[:RECALIBRATION_BATCHES]:
-            model(images[batch])
+        for images in batches:
+            model(images)
     for module, momentum in zip(norms, momenta, strict=True):
         module.momentum = momentum
 
 
-def evaluate_model(model: nn.Module, dataset: Dataset, settings: TrainSettings) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross-entropy) of a trained model on ``dataset`` resized to ``settings.resolution``:
-    final evaluation's one look at the test set."""
+def evaluate_model(model: nn.Module, dataset: AnyDataset, settings: TrainSettings, *, resolution: int | None = None,
+                   workers: int = 0) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) of a trained model on ``dataset`` resized to ``resolution`` (default
+    ``settings.resolution``): final evaluation's one look at the test set."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
         device = next(model.parameters()).device
-        images = _resize(torch.from_numpy(np.ascontiguousarray(dataset.images)), settings.resolution).to(device)
-        labels = torch.from_numpy(dataset.labels).to(device)
-        return _evaluate(model, images, labels, batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR,
-                         epoch=settings.epochs)
+        batches = evaluation_batches(dataset, resolution=resolution or settings.resolution, device=device,
+                                     batch_size=settings.batch_size * EVALUATION_BATCH_FACTOR, workers=workers)
+        return _evaluate(model, batches, epoch=settings.epochs)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
-              epoch: int) -> tuple[float, float]:
+def _evaluate(model: nn.Module, batches: Iterable[Batch], *, epoch: int) -> tuple[float, float]:
     model.eval()
-    correct, loss = 0, 0.0
+    correct, loss, count = 0, 0.0, 0
     with torch.inference_mode():
-        for start in range(0, len(labels), batch_size):
-            logits = model(images[start:start + batch_size])
+        for images, labels in batches:
+            logits = model(images)
             if not torch.isfinite(logits).all():  # weights broke on the epoch's last step
                 raise TrainingDiverged(f"training diverged: the model outputs non-finite values on validation "
                                        f"after epoch {epoch}; lower the learning rate")
-            batch_labels = labels[start:start + batch_size]
-            correct += int((logits.argmax(1) == batch_labels).sum())
-            loss += float(F.cross_entropy(logits, batch_labels, reduction="sum"))
-    return correct / len(labels), loss / len(labels)
-
-
-def _batch_count(count: int, batch_size: int) -> int:
-    full, rest = divmod(count, batch_size)
-    return full + (rest > 1 or full == 0)  # a lone trailing image is dropped: batch norm cannot train on one
-
-
-def _batches(count: int, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    order = torch.randperm(count, generator=generator)
-    return order.split(batch_size)[:_batch_count(count, batch_size)]
-
-
-def _learning_rate_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    groups = [{"params": [p for p in trainable if p.ndim > 1], "weight_decay": settings.weight_decay},
-              {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
-    groups = [group for group in groups if group["params"]]
-    if settings.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=settings.learning_rate)
-    return torch.optim.SGD(groups, lr=settings.learning_rate, momentum=SGD_MOMENTUM, nesterov=True)
-
-
-# data -----------------------------------------------------------------------------------------------------------
-
-# Resized images per dataset object, so that a study resizes once per resolution rather than once per trial.
-_RESIZED: weakref.WeakKeyDictionary[Dataset, dict[int | None, torch.Tensor]] = weakref.WeakKeyDictionary()
-
-
-def _images_tensor(dataset: Dataset, resolution: int | None) -> torch.Tensor:
-    copies = _RESIZED.setdefault(dataset, {})
-    if resolution not in copies:
-        if len(copies) >= RESIZED_COPIES_PER_DATASET:
-            copies.pop(next(iter(copies)))
-        images = dataset.images if dataset.images.flags.writeable else dataset.images.copy()
-        copies[resolution] = _resize(torch.from_numpy(np.ascontiguousarray(images)), resolution)
-    return copies[resolution]
-
-
-def _resize(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    if resolution is None or tuple(images.shape[-2:]) == (resolution, resolution):
-        return images
-    shrinking = resolution < max(images.shape[-2:])
-    with torch.no_grad():  # not inference_mode: its tensors could not be saved for backward later
-        return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                             antialias=shrinking)
-
-
-def _train_tensors(dataset: Dataset, settings: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    images = _images_tensor(dataset, settings.resolution)
-    labels = torch.from_numpy(dataset.labels)
-    if settings.max_train_samples is None or settings.max_train_samples >= len(dataset):
-        return images, labels
-    keep = torch.from_numpy(stratified_indices(dataset.labels, settings.max_train_samples, seed=settings.seed))
-    return images[keep], labels[keep]
+            correct += int((logits.argmax(1) == labels).sum())
+            loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+            count += len(labels)
+    return correct / count, loss / count
 
 
 # checks ---------------------------------------------------------------------------------------------------------
 
 
-def _check_datasets(train: Dataset, validation: Dataset) -> None:
+def _check_datasets(train: AnyDataset, validation: AnyDataset) -> None:
     if len(train) == 0 or len(validation) == 0:
         raise DataError(f"nothing to train or score on: {len(train)} training and {len(validation)} "
                         f"validation images")
@@ -252,14 +356,14 @@ def _check_datasets(train: Dataset, validation: Dataset) -> None:
                         f"{validation.num_classes} classes) do not match")
 
 
-def _check_model(model: nn.Module, dataset: Dataset, images: torch.Tensor) -> None:
+def _check_model(model: nn.Module, dataset: AnyDataset, image: torch.Tensor) -> None:
     first_conv = next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
     if first_conv is not None and first_conv.in_channels != dataset.in_channels:
         raise DataError(f"{dataset.name} images have {dataset.in_channels} channel(s) but the model's first "
                         f"convolution takes {first_conv.in_channels}; build it with in_channels={dataset.in_channels}")
     model.eval()  # one image through, without touching batch-norm statistics
     with torch.inference_mode():
-        outputs = model(images[:1])
+        outputs = model(image)
     if tuple(outputs.shape) != (1, dataset.num_classes):
         raise DataError(f"the model outputs shape {tuple(outputs.shape)} for one image but {dataset.name} has "
                         f"{dataset.num_classes} classes; build it with num_classes={dataset.num_classes}")

@@ -1,12 +1,15 @@
 import math
+from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from nasscale.errors import DataError, SpecError, TrainingDiverged
-from nasscale.evaluate import training
+from nasscale.evaluate.batches import TrainingBatches, images_at
 from nasscale.evaluate.data import Dataset, load_splits
+from nasscale.evaluate.optimization import learning_rate_factor
 from nasscale.evaluate.settings import TrainSettings
 from nasscale.evaluate.training import EpochRecord, train_model
 
@@ -77,7 +80,7 @@ def test_resolution_resizes_once(digits) -> None:
     model[0].register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape[-2:])))
     result = train_model(model, *digits, TrainSettings(epochs=1, resolution=16, max_train_samples=300))
     assert set(seen) == {(16, 16)} and 0 <= result.validation_accuracy <= 1
-    assert training._images_tensor(digits[1], 16) is training._images_tensor(digits[1], 16)
+    assert images_at(digits[1], 16) is images_at(digits[1], 16)
 
 
 def test_on_epoch_called_once_per_epoch(digits) -> None:
@@ -114,17 +117,23 @@ def test_adamw_constant_with_warmup(digits) -> None:
 
 
 def test_learning_rate_schedule() -> None:
-    factor = training._learning_rate_factor
-    assert [factor(step, total_steps=10, warmup_steps=2, schedule="cosine") for step in (0, 1, 2)] == [0.5, 1.0, 1.0]
-    assert factor(6, total_steps=10, warmup_steps=2, schedule="cosine") == pytest.approx(0.5)
-    assert factor(9, total_steps=10, warmup_steps=0, schedule="constant") == 1.0
+    warm = partial(learning_rate_factor, settings=TrainSettings(epochs=2, warmup_epochs=0.4), steps_per_epoch=5)
+    assert [warm(step) for step in (0, 1, 2)] == [0.5, 1.0, 1.0]
+    assert warm(6) == pytest.approx(0.5)  # cosine, half way from the end of warm-up to step 10
+    assert learning_rate_factor(9, settings=TrainSettings(epochs=2, schedule="constant"), steps_per_epoch=5) == 1.0
+    decaying = TrainSettings(epochs=10, schedule="exponential", decay_rate=0.5, decay_epochs=2, warmup_epochs=1)
+    # TF's staircase: halved every 2 epochs (10 steps) counted from the end of the 5 warm-up steps.
+    assert [learning_rate_factor(step, settings=decaying, steps_per_epoch=5) for step in (4, 5, 14, 15, 35)] == \
+        [1.0, 1.0, 1.0, 0.5, 0.125]
 
 
 def test_batches_drop_a_lone_trailing_image() -> None:
-    generator = torch.Generator().manual_seed(0)
-    assert [len(batch) for batch in training._batches(129, 64, generator)] == [64, 64]
-    assert [len(batch) for batch in training._batches(130, 64, generator)] == [64, 64, 2]
-    assert [len(batch) for batch in training._batches(5, 64, generator)] == [5]
+    def sizes(count: int) -> list[int]:
+        dataset = Dataset("blank", np.zeros((count, 1, 4, 4), np.float32), np.zeros(count, np.int64), 2, 1)
+        batches = TrainingBatches(dataset, resolution=None, max_train_samples=None, seed=0, device=torch.device("cpu"))
+        return [len(labels) for _, labels in batches.epoch(torch.Generator().manual_seed(0), 64, size=None)]
+
+    assert sizes(129) == [64, 64] and sizes(130) == [64, 64, 2] and sizes(5) == [5]
 
 
 def test_channel_mismatch_is_a_data_error(digits) -> None:
@@ -133,7 +142,7 @@ def test_channel_mismatch_is_a_data_error(digits) -> None:
 
 
 @pytest.mark.parametrize("changes", [
-    {"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"learning_rate": math.inf}, {"optimizer": "rmsprop"},
+    {"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"learning_rate": math.inf}, {"optimizer": "adam"},
     {"schedule": "step"}, {"label_smoothing": 1.0}, {"resolution": 0}, {"threads": 0}, {"warmup_epochs": 5},
     {"device": "tpu"},
 ])
