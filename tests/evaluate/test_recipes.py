@@ -12,6 +12,7 @@ import torch
 from nasscale.errors import SpecError, UnknownNameError
 from nasscale.evaluate.augment import stage_augmentation
 from nasscale.evaluate.data import load_splits
+from nasscale.evaluate.optimization import TensorFlowRMSprop
 from nasscale.evaluate.recipes import builtin_recipe_names, load_recipe, parse_recipe, rate_for, settings_for
 from nasscale.evaluate.settings import Progressive, TrainSettings
 from nasscale.evaluate.training import train_model
@@ -165,3 +166,25 @@ def test_augmentation_policies_take_grayscale_and_colour(augment: str, channels:
         augmented, labels = augmentation(images, torch.arange(4))
         assert augmented.shape == images.shape and float(augmented.min()) >= 0 and float(augmented.max()) <= 1
         assert torch.equal(labels, torch.arange(4))
+
+
+def test_randaugment_draws_its_operations_per_group_not_per_batch() -> None:
+    augmentation = stage_augmentation(TrainSettings(augment="randaugment", augment_ops=1), 10, magnitude=10, mixup=0)
+    assert augmentation is not None
+    torch.manual_seed(1)
+    same = torch.rand(1, 1, 12, 12).expand(64, 1, 12, 12).contiguous()  # 64 copies of one image
+    augmented, _ = augmentation(same, torch.zeros(64, dtype=torch.long))
+    groups = augmented.split(8)
+    # One draw for the whole batch would treat the 8 groups alike (up to their random magnitudes' sign).
+    assert len({tuple(group[0].flatten().round(decimals=2).tolist()) for group in groups}) > 2
+
+
+def test_tensorflow_rmsprop_starts_from_a_unit_mean_square() -> None:
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = TensorFlowRMSprop([weight], lr=0.1, weight_decay=0.5)
+    weight.grad = torch.tensor([0.2, 0.4])
+    optimizer.step()
+    gradient = torch.tensor([0.2, 0.4]) + 0.5 * torch.tensor([1.0, -2.0])  # L2 weight decay on the gradient
+    square = 0.9 * 1.0 + 0.1 * gradient ** 2  # TF's accumulator starts at one
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * gradient / torch.sqrt(square + 1e-3)
+    torch.testing.assert_close(weight.detach(), expected)
