@@ -77,8 +77,8 @@ class Recipe:
 def settings_for(recipe: Recipe, arch: Arch, *, resolution: int | None = None, **run: Any) -> TrainSettings:
     """``recipe`` resolved for training ``arch`` at ``resolution`` (default: its own): its size-dependent rates follow
     the MACs it has there."""
-    macs = cost(arch.replace(resolution=resolution or arch.resolution)).macs
-    return recipe.resolve(macs=macs, resolution=resolution, **run)
+    resolution = resolution or arch.resolution
+    return recipe.resolve(macs=cost(arch.replace(resolution=resolution)).macs, resolution=resolution, **run)
 
 
 def rate_for(table: tuple[tuple[float, float], ...], macs: int) -> float:

@@ -188,3 +188,8 @@ def test_tensorflow_rmsprop_starts_from_a_unit_mean_square() -> None:
     square = 0.9 * 1.0 + 0.1 * gradient ** 2  # TF's accumulator starts at one
     expected = torch.tensor([1.0, -2.0]) - 0.1 * gradient / torch.sqrt(square + 1e-3)
     torch.testing.assert_close(weight.detach(), expected)
+
+
+def test_the_test_resolution_follows_the_architecture_s_own_when_the_run_names_none(small: Arch) -> None:
+    settings = settings_for(load_recipe("rsb-a3"), small.replace(resolution=20), epochs=1)
+    assert settings.resolution == 20 and settings.test_resolution == 28  # 1.4 x 20
