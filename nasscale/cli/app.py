@@ -8,11 +8,12 @@ line on stderr and exit status 2 (``--debug`` shows the traceback instead) and C
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from nasscale.cli import architecture, bench, distributed, hardware, interchange, report, scale, search, train
+from nasscale.cli import weights as weights_commands
 from nasscale.errors import NasscaleError, first_line
 
 app = typer.Typer(
@@ -66,6 +67,7 @@ COMMANDS = (
 # (name, sub-application): commands with sub-commands, ``nasscale bench build``
 GROUPS = (
     ("bench", bench.app),
+    ("weights", weights_commands.app),
 )
 for name, command, _ in COMMANDS:
     app.command(name=name)(command)
@@ -81,6 +83,8 @@ INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 STOP_GRACE_SECONDS = 20.0  # how long a stop may take before the process ends without cleaning up
 STOPPED = "nasscale: interrupted; finished trials are kept, run the same command to resume"
 _stop_requested: list[int] = []  # a list, so that the handler records the first signal without a global statement
+_redelivering: list[bool] = []
+REDELIVERY_DELAY_SECONDS = 0.05
 
 
 def _stop_on_signal(signal_number: int, frame: object) -> None:
@@ -89,6 +93,9 @@ def _stop_on_signal(signal_number: int, frame: object) -> None:
     inside a library holding a lock that the heartbeat thread then waits for forever: the watchdog bounds
     that. Ending without cleanup loses nothing finished: every finished trial is already committed, and the
     heartbeat marks the running one stale, so the same command retries it."""
+    if _redelivering:  # the first signal again, after a callback swallowed its KeyboardInterrupt
+        _redelivering.clear()
+        raise KeyboardInterrupt(f"signal {signal_number}")
     if _stop_requested:
         _end_now("stopped again")
     _stop_requested.append(signal_number)
@@ -98,6 +105,22 @@ def _stop_on_signal(signal_number: int, frame: object) -> None:
     watchdog.daemon = True
     watchdog.start()
     raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _redeliver_swallowed_stop(unraisable: Any) -> None:
+    """A KeyboardInterrupt raised while Python ran code whose exceptions it ignores (a weakref or garbage
+    collection callback, such as SQLAlchemy's, or a ``__del__``) would be printed with its traceback and lost,
+    leaving the command running until the watchdog: deliver it again to the main thread instead."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stop_requested:
+        import os
+        import threading
+
+        # A real signal, from another thread a moment later: raised now it would land in this hook and be
+        # ignored again, and a simulated one would not wake a main thread blocked in a system call.
+        _redelivering.append(True)
+        threading.Timer(REDELIVERY_DELAY_SECONDS, os.kill, args=(os.getpid(), _stop_requested[0])).start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _end_now(reason: str) -> None:
@@ -117,6 +140,7 @@ def _install_stop_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _stop_on_signal)
         signal.signal(signal.SIGTERM, _stop_on_signal)
+        sys.unraisablehook = _redeliver_swallowed_stop
 
 
 # Typer 0.29 bundles its own click (typer._click) whose exceptions are not click's, and older releases raise

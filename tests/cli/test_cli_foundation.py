@@ -2,6 +2,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -121,3 +122,41 @@ def test_a_second_signal_ends_at_once():
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "stopped again" in err
+
+
+# A stop that lands inside a callback whose exceptions Python ignores (SQLAlchemy's weakref callback in the
+# CI failure of test_sigterm_fails_and_queues_the_running_trial): it must still stop the command, at once.
+SWALLOWING_COMMAND = """
+import gc, sys, time, weakref
+import nasscale.cli.app as application
+application.STOP_GRACE_SECONDS = 600.0
+application._install_stop_signals()
+
+class Thing:
+    pass
+
+def callback(reference):
+    print("in callback", flush=True)
+    time.sleep(30)  # the signal arrives here; its KeyboardInterrupt is raised inside the callback
+
+thing = Thing()
+reference = weakref.ref(thing, callback)
+try:
+    del thing
+    gc.collect()
+    time.sleep(30)
+    print("not stopped", flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+def test_a_stop_swallowed_by_a_callback_is_delivered_again():
+    process = subprocess.Popen([sys.executable, "-c", SWALLOWING_COMMAND], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "in callback"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)  # well before the callback's or the watchdog's time is up
+    assert out.strip() == "stopped" and process.returncode == 0, (out, err)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
