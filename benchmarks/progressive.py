@@ -15,8 +15,12 @@ seeds with a 95% t-interval. Then each recipe (``--recipes``) trains the model o
 ``fast-proxy``. Every choice is on the validation split; the test set is read once per run, at the end, and
 reported as test accuracy (at the deployment resolution, and at the recipe's FixRes test resolution where it
 has one). Results are written after every run, and a rerun of the same command skips the runs already there.
+Last, the training throughput at each stage's size against the deployment size (``throughput_by_size``): the
+saving progressive learning can make on this machine, whatever the accuracy.
 
     python benchmarks/progressive.py                      # Fashion-MNIST, mobilenet_v2 at 32 px, 3 seeds
+    python benchmarks/progressive.py --recipe benchmarks/recipes/progressive-plain.yaml --recipes "" \\
+        --out benchmarks/results/progressive_plain.json    # image size alone, on the fast proxy's SGD
     python benchmarks/progressive.py --data digits --train-samples 300 --epochs 4 --seeds 1 --recipes fast-proxy
 """
 
@@ -40,6 +44,7 @@ T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--recipe", default=PROGRESSIVE, help="the progressive recipe compared (name or YAML file)")
     parser.add_argument("--arch", default="mobilenet_v2", help="preset name or architecture file")
     parser.add_argument("--resolution", type=int, default=32, help="deployment resolution")
     parser.add_argument("--epochs", type=int, default=8)
@@ -94,6 +99,47 @@ def run(options: argparse.Namespace, name: str, recipe_name: str, seed: int, epo
     return record
 
 
+def throughput_by_size(options: argparse.Namespace) -> list[dict]:
+    """Training images per second at each progressive stage's size, against the deployment size, measured in
+    this run: why progressive learning saves what it saves here (the fastest of 3 rounds of 10 SGD steps)."""
+    import torch
+
+    from nasscale.evaluate.recipes import load_recipe, settings_for
+    from nasscale.models.build import build
+    from nasscale.presets.registry import resolve_arch
+    from nasscale.spec.cost import cost
+
+    torch.set_num_threads(options.threads)
+    arch = resolve_arch(options.arch).replace(in_channels=1, num_classes=10, resolution=options.resolution)
+    settings = settings_for(load_recipe(options.recipe), arch, epochs=options.epochs, resolution=options.resolution)
+    progressive = settings.progressive
+    sizes = sorted({progressive.size_at(stage, options.resolution) for stage in range(progressive.stages)})
+    rows = []
+    for size in sizes:
+        sized = arch.replace(resolution=size)
+        torch.manual_seed(0)
+        model = build(sized).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        images = torch.rand(options.batch_size, 1, size, size)
+        labels = torch.randint(0, 10, (options.batch_size,))
+        rounds = []
+        for round_index in range(4):  # the first round warms the allocator and oneDNN's kernels up
+            began = time.perf_counter()
+            for _ in range(10):
+                loss = torch.nn.functional.cross_entropy(model(images), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if round_index:
+                rounds.append(10 * options.batch_size / (time.perf_counter() - began))
+        rows.append({"size": size, "macs": cost(sized).macs, "images_per_second": max(rounds)})
+    full = rows[-1]["images_per_second"]
+    for row in rows:
+        row["speed_relative_to_deployment_size"] = row["images_per_second"] / full
+        row["macs_relative_to_deployment_size"] = row["macs"] / rows[-1]["macs"]
+    return rows
+
+
 def fixed_size(settings):
     """The progressive recipe at one size: every epoch at the deployment resolution, with the regularization
     the ramp ends at."""
@@ -137,16 +183,18 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
-def save(options: argparse.Namespace, runs: list[dict], started: str) -> None:
+def save(options: argparse.Namespace, runs: list[dict], started: str, throughput: list[dict] | None = None) -> None:
     options.out.parent.mkdir(parents=True, exist_ok=True)
     document = {"command": "python benchmarks/progressive.py " + " ".join(
                     f"--{key.replace('_', '-')} {value}" for key, value in vars(options).items() if key != "out"),
                 "started": started, "machine": platform.processor() or platform.machine(),
-                "data": options.data, "arch": options.arch, "resolution": options.resolution,
+                "data": options.data, "recipe": options.recipe, "arch": options.arch, "resolution": options.resolution,
                 "train_samples": options.train_samples, "validation_samples": options.validation_samples,
                 "epochs": options.epochs, "threads": options.threads, "runs": runs,
                 "summary": summarize(runs)}
     document["speedup"] = document["summary"].get("speedup")
+    if throughput is not None:
+        document["throughput_by_size"] = throughput
     partial = options.out.with_suffix(".partial")
     partial.write_text(json.dumps(document, indent=2))
     partial.replace(options.out)
@@ -155,8 +203,9 @@ def save(options: argparse.Namespace, runs: list[dict], started: str) -> None:
 def main() -> None:
     options = parse_arguments()
     previous = json.loads(options.out.read_text()) if options.out.exists() else {}
-    same = all(previous.get(key) == getattr(options, key)
-               for key in ("data", "arch", "resolution", "train_samples", "validation_samples", "epochs"))
+    recorded = {"recipe": PROGRESSIVE} | previous  # files written before --recipe existed compared that one
+    same = all(recorded.get(key) == getattr(options, key)
+               for key in ("data", "recipe", "arch", "resolution", "train_samples", "validation_samples", "epochs"))
     runs: list[dict] = previous.get("runs", []) if same else []
     started = previous.get("started") if same and previous else datetime.now().isoformat(timespec="seconds")
 
@@ -177,15 +226,16 @@ def main() -> None:
         return record
 
     for seed in range(options.seeds):
-        fixed = one("fixed", PROGRESSIVE, seed, options.epochs, True)
-        progressive = one("progressive", PROGRESSIVE, seed, options.epochs, False)
+        fixed = one("fixed", options.recipe, seed, options.epochs, True)
+        progressive = one("progressive", options.recipe, seed, options.epochs, False)
         seconds_per_epoch = fixed["wall_seconds"] / options.epochs
         matched = max(1, round(progressive["wall_seconds"] / seconds_per_epoch))
-        one("fixed-same-time", PROGRESSIVE, seed, matched, True)
+        one("fixed-same-time", options.recipe, seed, matched, True)
     for recipe in [name for name in options.recipes.split(",") if name]:
         one(f"recipe:{recipe}", recipe, 0, options.epochs, False)
-    save(options, runs, started)
-    print(json.dumps(summarize(runs), indent=2))
+    throughput = throughput_by_size(options)
+    save(options, runs, started, throughput)
+    print(json.dumps({"summary": summarize(runs), "throughput_by_size": throughput}, indent=2))
 
 
 if __name__ == "__main__":
