@@ -40,38 +40,39 @@ class StageAugmentation:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.policy is not None:
-            images = self._augmented(images)
+            images = _augmented(self.policy, images)
         choice = _mix_choice(self.mixup, self.settings.cutmix)
         if choice == "mixup":
             return _mixup(images, labels, self.mixup, self.num_classes, self.settings.label_smoothing)
-        if choice == "cutmix":
-            return self._cutmix(images, labels)
+        if choice == "cutmix" and self.cutmix is not None:  # built whenever settings.cutmix > 0
+            return _cutmix(self.cutmix, images, labels, self.num_classes, self.settings.label_smoothing)
         return images, labels
 
-    def _augmented(self, images: torch.Tensor) -> torch.Tensor:
-        # kornia's RandAugment picks its operations once per call: the whole batch inverted, say, which shifts
-        # batch norm's statistics with it and derails training (measured: Fashion-MNIST loss from 2.3 up to 6).
-        # The papers pick per image; groups of POLICY_GROUP images come close at a sixteenth of the calls.
-        return torch.cat([self._augmented_group(group) for group in images.split(POLICY_GROUP)])
 
-    def _augmented_group(self, images: torch.Tensor) -> torch.Tensor:
-        assert self.policy is not None
-        if images.shape[1] != 1:
-            return self.policy(images).clamp_(0, 1)
-        # kornia's colour operations (saturation, hue) take RGB: a grayscale image goes through as three equal
-        # channels, which those operations leave equal, and comes back as their mean.
-        rgb = images.expand(-1, 3, -1, -1).contiguous()
-        return self.policy(rgb).clamp_(0, 1).mean(1, keepdim=True)
+def _augmented(policy: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    # kornia's RandAugment picks its operations once per call: the whole batch inverted, say, which shifts
+    # batch norm's statistics with it and derails training (measured: Fashion-MNIST loss from 2.3 up to 6).
+    # The papers pick per image; groups of POLICY_GROUP images come close at a sixteenth of the calls.
+    return torch.cat([_augmented_group(policy, group) for group in images.split(POLICY_GROUP)])
 
-    def _cutmix(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.cutmix is not None
-        mixed, mixing = self.cutmix(images, labels)
-        # kornia's rows: (label kept, label pasted, share of the image kept), lambda from the box's true area.
-        kept, pasted, share = mixing[0, :, 0].long(), mixing[0, :, 1].long(), mixing[0, :, 2:3]
-        smoothing = self.settings.label_smoothing
-        targets = (share * soft_targets(kept, self.num_classes, smoothing)
-                   + (1 - share) * soft_targets(pasted, self.num_classes, smoothing))
-        return mixed, targets
+
+def _augmented_group(policy: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    if images.shape[1] != 1:
+        return policy(images).clamp_(0, 1)
+    # kornia's colour operations (saturation, hue) take RGB: a grayscale image goes through as three equal
+    # channels, which those operations leave equal, and comes back as their mean.
+    rgb = images.expand(-1, 3, -1, -1).contiguous()
+    return policy(rgb).clamp_(0, 1).mean(1, keepdim=True)
+
+
+def _cutmix(cutmix: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+            smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    mixed, mixing = cutmix(images, labels)
+    # kornia's rows: (label kept, label pasted, share of the image kept), lambda from the box's true area.
+    kept, pasted, share = mixing[0, :, 0].long(), mixing[0, :, 1].long(), mixing[0, :, 2:3]
+    targets = (share * soft_targets(kept, num_classes, smoothing)
+               + (1 - share) * soft_targets(pasted, num_classes, smoothing))
+    return mixed, targets
 
 
 def stage_augmentation(settings: TrainSettings, num_classes: int, *, magnitude: float,

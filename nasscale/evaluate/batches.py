@@ -91,7 +91,8 @@ class TrainingBatches:
         return [images[batch] for batch in self._recalibration]
 
     def _images(self, size: int | None) -> torch.Tensor:
-        assert isinstance(self.dataset, Dataset)
+        if not isinstance(self.dataset, Dataset):  # a streamed folder is never held whole
+            raise TypeError(f"{self.dataset.name} is streamed: it has no in-memory images")
         if size not in self._on_device:
             if len(self._on_device) >= RESIZED_COPIES_PER_DATASET:  # progressive learning moved on a stage
                 self._on_device.pop(next(iter(k for k in self._on_device if k != self.resolution)))

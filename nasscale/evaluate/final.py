@@ -61,6 +61,7 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
     test = _test_set(data, stream, test_fraction=test_fraction, split_seed=split_seed)
     test_accuracy, test_loss = evaluate_model(deployed, test, settings, workers=workers)
     files = [WEIGHTS_FILE, ONNX_FILE, ARCH_FILE, METRICS_FILE]
+    total = cost(arch)
     metrics: dict[str, Any] = {
         "arch_id": arch.arch_id,
         "data": data,
@@ -72,8 +73,8 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
         "test_images": len(test),
         "splits": split_record(data, train, validation, validation_fraction=validation_fraction,
                                test_fraction=test_fraction, split_seed=split_seed),
-        "params": cost(arch).params,
-        "macs": cost(arch).macs,
+        "params": total.params,
+        "macs": total.macs,
         "train_seconds": result.train_seconds,
         "train_images_per_second": result.train_images_per_second,
         "resumed_epochs": result.resumed_epochs,
