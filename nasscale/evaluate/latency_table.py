@@ -58,8 +58,9 @@ from nasscale.spec.arch import (
     stem_output_size,
 )
 from nasscale.spec.geometry import has_residual, stage_output_size
+from nasscale.spec.inception import MIXED_BLOCKS
 from nasscale.spec.stage import Stage
-from nasscale.spec.vocabulary import HEADS_WITH_CHANNELS, BlockType
+from nasscale.spec.vocabulary import HEADS_WITH_CHANNELS, BlockType, StemType
 
 logger = logging.getLogger(__name__)
 
@@ -292,10 +293,20 @@ def space_parts(space: SearchSpace, *, in_channels: int, num_classes: int,
     return list(parts.values())
 
 
+# Blocks whose parts are not timed on (N, C, H, W) feature maps: a transformer's tokens, Inception's branches.
+UNTIMED_BLOCKS = frozenset({BlockType.TRANSFORMER}) | MIXED_BLOCKS
+
+
 def require_listed_stages(space: SearchSpace) -> None:
     if space.regnet is not None:
         raise LatencyTableError(f"space {space.name!r} generates its stages by RegNet's rule, which a latency table "
                                 "does not enumerate; measure its architectures instead (nasscale latency)")
+    untimed = sorted({variant.block.value for stage in space.stages for variant in stage.block} & UNTIMED_BLOCKS)
+    if untimed or space.stem is StemType.INCEPTION:
+        raise LatencyTableError(f"space {space.name!r} has {', '.join(untimed) or 'an inception'} "
+                                f"{'blocks' if untimed else 'stem'}, which a latency table does not time (it times "
+                                "parts on feature maps, not tokens or Inception's branches); measure its "
+                                "architectures instead (nasscale latency)")
 
 
 def _space_parts_at(space: SearchSpace, *, in_channels: int, num_classes: int, resolution: int) -> Iterator[Part]:

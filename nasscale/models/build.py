@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nasscale.models import classic_blocks as classic
+from nasscale.models.attention_blocks import ClassTokenPool, build_patch_embedding, build_transformer_block
 from nasscale.models.blocks import (
     ConvNeXtBlock,
     ConvNormAct,
@@ -23,6 +24,7 @@ from nasscale.models.blocks import (
     mbconv_body,
     sepconv_body,
 )
+from nasscale.models.inception_blocks import build_inception_stem, build_mixed_block
 from nasscale.spec.arch import (
     Arch,
     BlockPlacement,
@@ -34,6 +36,7 @@ from nasscale.spec.arch import (
 )
 from nasscale.spec.channels import bottleneck_channels, expanded_channels
 from nasscale.spec.geometry import block_padding, dense_transition_channels, has_residual
+from nasscale.spec.inception import MIXED_BLOCKS
 from nasscale.spec.vocabulary import (
     DENSE_TRANSITION_POOL,
     POOL_LAYOUTS,
@@ -161,6 +164,8 @@ BLOCK_BUILDERS: dict[BlockType, Callable[[BlockPlacement, float], nn.Module]] = 
                      BlockType.PREACT_BOTTLENECK), _resnet),
     **dict.fromkeys((BlockType.DEPTHWISE_SEPARABLE, BlockType.SHUFFLE, BlockType.DENSE, BlockType.INCEPTION,
                      BlockType.FIRE, BlockType.PLAIN, BlockType.VAN), _other),
+    BlockType.TRANSFORMER: build_transformer_block,
+    **dict.fromkeys(MIXED_BLOCKS, build_mixed_block),
 }
 
 
@@ -183,6 +188,8 @@ def build_transition(placement: StagePlacement) -> nn.Module:
         case BlockType.DENSE:
             return classic.dense_transition(in_channels, dense_transition_channels(in_channels), stage.activation,
                                             DENSE_TRANSITION_POOL, norm)
+        case BlockType.TRANSFORMER:
+            return build_patch_embedding(placement)
     return classic.make_pool(POOL_LAYOUTS[stage.pool])
 
 
@@ -198,6 +205,8 @@ def build_closing(placement: StagePlacement) -> nn.Module | None:
 def build_stem(arch: Arch) -> nn.Module:
     if arch.stem is StemType.NONE:
         return nn.Identity()
+    if arch.stem is StemType.INCEPTION:
+        return build_inception_stem(arch)
     layout = STEM_LAYOUTS[arch.stem]
     layers: list[nn.Module] = [nn.Conv2d(arch.in_channels, arch.stem_channels, layout.kernel_size, layout.stride,
                                          layout.padding, bias=layout.bias)]
@@ -239,9 +248,10 @@ class Head(nn.Module):
             case HeadType.CONV_CLASSIFIER:
                 self.conv = nn.Sequential(nn.Dropout(arch.dropout), nn.Conv2d(features, arch.num_classes, 1),
                                           make_activation(arch.activation))
-            case HeadType.NORM:
+            case HeadType.NORM | HeadType.CLASS_TOKEN:
                 self.norm = layer_norm(features, arch.norm)
-        self.pool = nn.AdaptiveAvgPool2d(arch.head_pool_size)
+        # The class_token head's "pool" takes the class token from the last stage's tokens.
+        self.pool = ClassTokenPool() if arch.head is HeadType.CLASS_TOKEN else nn.AdaptiveAvgPool2d(arch.head_pool_size)
         features *= arch.head_pool_size ** 2
         self.hidden = _hidden_layers(arch, features)
         features = arch.classifier_hidden[-1] if arch.classifier_hidden else features

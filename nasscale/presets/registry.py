@@ -25,7 +25,9 @@ from nasscale.presets.efficientnet import (
     efficientnetv2_s,
     scaled_efficientnet,
 )
+from nasscale.presets.inception import INCEPTION_V3_AUX_PARAMS, inception_resnet_v2, inception_v3
 from nasscale.presets.mobile import mnasnet_a1, mnasnet_b1, mobilenet_v2
+from nasscale.presets.transformer import vit_b_16, vit_b_32, vit_l_16
 from nasscale.spec.arch import Arch
 from nasscale.spec.cost import cost_report
 from nasscale.spec.serialization import load_arch_file
@@ -55,8 +57,11 @@ class Preset:
                 and abs(macs - self.reference_macs) <= self.macs_tolerance)
 
 
-# Half a unit of the 4th decimal of a GMACs figure (torchvision publishes "4.4555").
+# Half a unit of the 4th decimal of a GMACs figure (torchvision publishes "4.4555"), of the 3rd ("17.564") and of
+# the 1st.
 GMACS_4DP = 50_000
+GMACS_3DP = 500_000
+GMACS_1DP = 50_000_000  # timm's model cards ("GMACs: 13.2")
 
 
 def _efficientnet_factory(name: str) -> Callable[[], Arch]:
@@ -71,6 +76,29 @@ def _torchvision(name: str, family: str, factory: Callable[[], Arch], params: in
     """A preset checked against torchvision's parameter count and its 4-decimal GMACs."""
     return Preset(name, family, factory, params, round(float(gmacs) * 1e9), macs_tolerance=GMACS_4DP,
                   note=f"MACs published as {gmacs} G")
+
+
+# torchvision's ViT metadata gives 3-decimal GFLOPS (MACs), counting attention's QK^T and AV as MACs.
+TRANSFORMER_PRESETS = tuple(
+    Preset(name, "vit", factory, params, round(float(gmacs) * 1e9), macs_tolerance=GMACS_3DP,
+           note=f"MACs published as {gmacs} G (attention's matrix products included)")
+    for name, factory, params, gmacs in (
+        ("vit_b_16", vit_b_16, 86_567_656, "17.564"),
+        ("vit_b_32", vit_b_32, 88_224_232, "4.409"),
+        ("vit_l_16", vit_l_16, 304_326_632, "61.555"),
+    )
+)
+
+
+INCEPTION_PRESETS = (
+    Preset("inception_v3", "inception", inception_v3, 27_161_264 - INCEPTION_V3_AUX_PARAMS, 5_713_000_000,
+           macs_tolerance=GMACS_3DP,
+           note="torchvision: 27,161,264 params with the auxiliary classifier (3,326,696, training only), left out "
+                "here; MACs published as 5.713 G (eval mode, no auxiliary classifier), at 299 px"),
+    Preset("inception_resnet_v2", "inception", inception_resnet_v2, 55_843_464, 13_200_000_000,
+           macs_tolerance=GMACS_1DP,
+           note="timm: 55,843,464 params at 299 px; MACs published as 13.2 G (timm's model card)"),
+)
 
 
 CLASSIC_PRESETS = (
@@ -141,6 +169,8 @@ PRESETS: dict[str, Preset] = {
         Preset("mobilenet_v2", "mobilenet", mobilenet_v2, 3_504_872, 300_800_000, macs_tolerance=GMACS_4DP,
                note="MACs published as 0.3008 G"),
         *CLASSIC_PRESETS,
+        *TRANSFORMER_PRESETS,
+        *INCEPTION_PRESETS,
     )
 }
 

@@ -15,7 +15,7 @@ from nasscale.space.domains import Scalar, distinct_integer_values, distinct_val
 from nasscale.space.model import SEARCHABLE_GLOBALS, SearchSpace, StageSpace, build_stage, probe_arch_fields
 from nasscale.space.regnet import distinct_stage_lists
 from nasscale.spec import cost as cost_model
-from nasscale.spec.arch import Arch, StagePlacement, stem_output_size
+from nasscale.spec.arch import Arch, StagePlacement, first_stage_channels, stem_output_size
 from nasscale.spec.geometry import stage_output_size
 from nasscale.spec.stage import Stage
 from nasscale.spec.vocabulary import (
@@ -75,8 +75,10 @@ class CostRange:
                          min(self.params_min, other.params_min), max(self.params_max, other.params_max))
 
 
-# Stage fields that change a stage's cost; activation and skip do not.
-COST_FIELDS = ("num_blocks", "out_channels", "kernel_size", "expand_ratio", "se_ratio", "groups", "bottleneck_ratio")
+# Stage fields that change a stage's cost; activation, skip and num_heads (attention is 2 L^2 C whatever the heads)
+# do not.
+COST_FIELDS = ("num_blocks", "out_channels", "kernel_size", "expand_ratio", "se_ratio", "groups", "bottleneck_ratio",
+               "patch_size", "class_token", "position_embedding")
 
 
 def cost_range(space: SearchSpace, *, in_channels: int = 3, num_classes: int = 1000,
@@ -94,7 +96,7 @@ def cost_range(space: SearchSpace, *, in_channels: int = 3, num_classes: int = 1
         for channels in distinct_integer_values(space.stem_channels):
             probe = Arch(**probe_arch_fields(space) | {"resolution": size, "stem_channels": channels,
                                                         "in_channels": in_channels})
-            key = (channels, stem_output_size(probe))
+            key = (first_stage_channels(probe), stem_output_size(probe))  # the image's channels with no stem
             states[key] = CostRange.of(cost_model.stem_cost(probe)).union(states.get(key))
     for index, stage in enumerate(space.stages):
         configurations = _cost_configurations(stage, space.activation)

@@ -44,10 +44,13 @@ from nasscale.spec.vocabulary import (
 )
 
 SEARCHABLE_STAGE_FIELDS = ("kernel_size", "expand_ratio", "se_ratio", "activation", "skip", "groups",
-                           "bottleneck_ratio")
+                           "bottleneck_ratio", "num_heads", "patch_size", "class_token", "position_embedding")
 
 # Short tags that make a variant's label readable: {block: mbconv, expand_ratio: 6, kernel_size: 5} -> mbconv_k5_e6.
-LABEL_TAGS = {"kernel_size": "k", "expand_ratio": "e", "se_ratio": "se", "groups": "g", "bottleneck_ratio": "b"}
+LABEL_TAGS = {"kernel_size": "k", "expand_ratio": "e", "se_ratio": "se", "groups": "g", "bottleneck_ratio": "b",
+              "num_heads": "h", "patch_size": "p"}
+# The tags of switches, (on, off): {block: transformer, class_token: true} -> transformer_cls.
+SWITCH_TAGS = {"skip": ("skip", "noskip"), "class_token": ("cls", "nocls"), "position_embedding": ("pos", "nopos")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,8 +83,9 @@ class BlockVariant:
 
 
 def _label_tag(name: str, value: Scalar) -> str:
-    if name == "skip":
-        return "skip" if value else "noskip"
+    if name in SWITCH_TAGS:
+        on, off = SWITCH_TAGS[name]
+        return on if value else off
     shown = f"{value:g}" if is_number(value) else str(value)
     return LABEL_TAGS.get(name, "") + shown
 
@@ -99,6 +103,10 @@ class StageSpace:
     skip: Domain | None = None
     groups: Domain | None = None
     bottleneck_ratio: Domain | None = None
+    num_heads: Domain | None = None
+    patch_size: Domain | None = None
+    class_token: Domain | None = None
+    position_embedding: Domain | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -227,6 +235,7 @@ class Problems:
 
 # A stage every stem, head and resolution accepts, for checking the global fields one at a time.
 PROBE_STAGE = Stage(block=BlockType.CONV, num_blocks=1, out_channels=8, stride=1)
+PROBE_CLASS_TOKEN_STAGE = Stage(block=BlockType.TRANSFORMER, num_blocks=1, out_channels=8, stride=1, class_token=True)
 PROBE_RESOLUTION = 224
 SEARCHABLE_GLOBALS = ("resolution", "stem_channels", "head_channels")
 
@@ -240,6 +249,7 @@ def _check_space(space: SearchSpace, problems: Problems) -> None:
         return
     for index, stage in enumerate(space.stages):
         check_stage(index, stage, space.activation, problems)
+    _check_class_tokens(space, problems)
     _check_globals(space, problems)
     if not problems:
         _check_spatial_sizes(space, problems)
@@ -310,8 +320,12 @@ def _check_field_used(path: str, name: str, stage: StageSpace, problems: Problem
         problems.add(f"{path}.{name}", "every block choice fixes it; leave it out")
 
 
-# groups must divide the bottleneck width, out_channels x bottleneck_ratio: these are tried together.
-COUPLED_FIELDS = ("out_channels", "bottleneck_ratio", "groups")
+# groups must divide the bottleneck width, out_channels x bottleneck_ratio, and num_heads the width: these are tried
+# together.
+COUPLED_FIELDS = ("out_channels", "bottleneck_ratio", "groups", "num_heads")
+DIVIDING_FIELDS = ("groups", "num_heads")
+# A transformer stage's patch size depends on its stride (patch_size 1 at stride 2): tried at the stage's stride.
+STRIDE_COUPLED_FIELDS = ("patch_size",)
 
 
 def check_stage_values(path: str, stage: StageSpace, activation: Activation | None, problems: Problems) -> None:
@@ -325,12 +339,13 @@ def check_stage_values(path: str, stage: StageSpace, activation: Activation | No
         domains = stage.field_domains(variant, activation)
         before = len(problems)
         for name, domain in domains.items():
-            if name == "groups":
+            if name in DIVIDING_FIELDS:
                 continue
             field_path = f"{variant_path}.{name}" if name in fixed else f"{path}.{name}"
+            stride = stage.stride if name in STRIDE_COUPLED_FIELDS else 1
             for value, note in explained_values(domain):
-                _try_stage(variant.block, 1, base | {name: value}, field_path, note, problems)
-        if "groups" in domains and len(problems) == before:
+                _try_stage(variant.block, stride, base | {name: value}, field_path, note, problems)
+        if any(name in domains for name in DIVIDING_FIELDS) and len(problems) == before:
             _check_coupled_values(variant, base, domains, (path, variant_path), problems)
 
 
@@ -364,7 +379,8 @@ def _try_stage(block: BlockType, stride: int, values: dict[str, Any], path: str,
 
 
 def probe_arch_fields(space: SearchSpace) -> dict[str, Any]:
-    return space.arch_fields() | {"stages": (PROBE_STAGE,), "resolution": PROBE_RESOLUTION,
+    stage = PROBE_CLASS_TOKEN_STAGE if space.head is HeadType.CLASS_TOKEN else PROBE_STAGE
+    return space.arch_fields() | {"stages": (stage,), "resolution": PROBE_RESOLUTION,
                                   "stem_channels": 0 if space.stem is StemType.NONE else 8,
                                   "head_channels": 8 if space.head in HEADS_WITH_CHANNELS else 0}
 
@@ -381,17 +397,49 @@ def _check_globals(space: SearchSpace, problems: Problems) -> None:
             problems.add(error.path, error.message + note)
 
 
+def _check_class_tokens(space: SearchSpace, problems: Problems) -> None:
+    """What Arch checks of class tokens, for every sample: only the last stage has one, and it has one exactly
+    when the head is class_token (which reads it)."""
+    last = len(space.stages) - 1
+    for index, stage in enumerate(space.stages):
+        for variant in stage.block:
+            domain = stage.field_domains(variant, space.activation).get("class_token")
+            values = set(domain.values()) if domain is not None else {False}
+            if index < last and True in values:
+                problems.add(f"stages[{index}].class_token", "only the last stage may have a class token")
+            elif index == last and space.head is HeadType.CLASS_TOKEN and values != {True}:
+                problems.add(f"stages[{index}]", f"the class_token head reads the last stage's class token: every "
+                                                 f"choice must be a transformer with class_token true, got "
+                                                 f"{variant.label}")
+            elif index == last and space.head is not HeadType.CLASS_TOKEN and True in values:
+                problems.add("head", f"must be class_token: the last stage may have a class token, got "
+                                     f"{space.head.value!r}")
+
+
+def _size_probes(stage: StageSpace, activation: Activation | None) -> dict[tuple[BlockType, int], None]:
+    """(block type, patch size) pairs: sizes depend on a transformer stage's patch size."""
+    probes: dict[tuple[BlockType, int], None] = {}
+    for variant in stage.block:
+        domain = stage.field_domains(variant, activation).get("patch_size")
+        for patch in domain.values() if domain is not None else (1,):
+            probes[variant.block, int(patch)] = None
+    return probes
+
+
 def _check_spatial_sizes(space: SearchSpace, problems: Problems) -> None:
-    """Sizes depend only on the resolution, the stem, the strides and which stages are ConvNeXt (their
-    downsampling floors, a strided conv rounds up), so one probe stage per block type reaches every size a
-    sample can; the smallest resolution is the tightest."""
+    """Sizes depend only on the resolution, the stem, the strides, which stages are ConvNeXt (their
+    downsampling floors, a strided conv rounds up) and transformer stages' patch sizes, so one probe stage per
+    block type and patch size reaches every size a sample can; the smallest resolution is the tightest."""
     fields = probe_arch_fields(space) | {"resolution": min(space.resolution.values())}
+    if space.head is HeadType.CLASS_TOKEN:  # sizes do not depend on the head; the probes have no class token
+        fields |= {"head": HeadType.NORM}
     frontier: dict[int | None, tuple[Stage, ...]] = {None: ()}  # a size reached -> one prefix that reaches it
     for stage in space.stages:
         reached: dict[int | None, tuple[Stage, ...]] = {}
         for prefix in frontier.values():
-            for block in dict.fromkeys(variant.block for variant in stage.block):
-                stages = (*prefix, Stage(block=block, num_blocks=1, out_channels=8, stride=stage.stride))
+            for block, patch in _size_probes(stage, space.activation):
+                probe = Stage(block=block, num_blocks=1, out_channels=8, stride=stage.stride, patch_size=patch)
+                stages = (*prefix, probe)
                 try:
                     arch = Arch(**fields | {"stages": stages})
                 except SpecError as error:

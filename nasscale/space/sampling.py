@@ -5,7 +5,8 @@ A chooser answers two kinds of question, each under a stable, readable parameter
     resolution, stem_channels, head_channels   global fields given as a list or a range
     stages.<i>.block                           the block choice's label: conv, sepconv, mbconv_e6, ...
     stages.<i>.<field>                         num_blocks, out_channels, kernel_size, expand_ratio, se_ratio,
-                                               activation, skip given as a list or a range
+                                               activation, skip, groups, bottleneck_ratio, num_heads, patch_size,
+                                               class_token, position_embedding given as a list or a range
     stages.<i>.out_channels_multiplier         the multiplier of {base, multipliers}; the width is
                                                round_filters(base, multiplier) (stem_channels_multiplier and
                                                head_channels_multiplier likewise)

@@ -34,6 +34,13 @@ from nasscale.spec.geometry import (
     stage_output_size,
     stage_sizes,
 )
+from nasscale.spec.inception import (
+    PASSTHROUGH_MIXED_BLOCKS,
+    RESIDUAL_MIXED_BLOCKS,
+    inception_stem_layers,
+    inception_stem_output_size,
+    mixed_output_channels,
+)
 from nasscale.spec.norm import DEFAULT_NORM, NORM_FLOAT_FIELDS, Norm, norm_to_dict
 from nasscale.spec.stage import (
     STAGE_DEFAULTS,
@@ -110,10 +117,12 @@ def validate_arch(arch: Arch) -> None:
     check_float("dropout", arch.dropout, low=0.0, high=1.0, high_inclusive=False)
     check_float("drop_path_rate", arch.drop_path_rate, low=0.0, high=1.0, high_inclusive=False)
     _check_head_options(arch)
+    _check_class_token(arch)
     if not isinstance(arch.norm, Norm):
         raise SpecError("norm", f"must be a Norm, got {type(arch.norm).__name__}")
     _check_se_style(arch)
     _check_dense_widths(arch)
+    _check_mixed_widths(arch)
     _check_spatial_sizes(arch)
 
 
@@ -130,6 +139,20 @@ def _check_head_options(arch: Arch) -> None:
     check_int("head_pool_size", arch.head_pool_size, minimum=1)
     if arch.head_pool_size != 1 and arch.head is not HeadType.POOL:
         raise SpecError("head_pool_size", f"must be 1 with a {arch.head.value} head, got {arch.head_pool_size}")
+
+
+def _check_class_token(arch: Arch) -> None:
+    """A class token is the last stage's, read by the class_token head: the stage hands the head its tokens."""
+    for index, stage in enumerate(arch.stages[:-1]):
+        if stage.class_token:
+            raise SpecError(f"stages[{index}].class_token", "only the last stage may have a class token (the "
+                                                            "class_token head reads it), got True")
+    last = arch.stages[-1]
+    if last.class_token and arch.head is not HeadType.CLASS_TOKEN:
+        raise SpecError("head", f"must be class_token: the last stage has a class token, got {arch.head.value!r}")
+    if arch.head is HeadType.CLASS_TOKEN and not last.class_token:
+        raise SpecError("head", f"class_token reads the last stage's class token; stages[{len(arch.stages) - 1}] "
+                                f"({last.block.value}) has none (a transformer stage with class_token: true)")
 
 
 def _check_se_style(arch: Arch) -> None:
@@ -150,6 +173,20 @@ def _check_dense_widths(arch: Arch) -> None:
             raise SpecError(f"stages[{placement.index}].out_channels",
                             f"must be {start} (the dense stage's input) plus num_blocks ({stage.num_blocks}) "
                             f"times a growth rate, got {stage.out_channels}")
+
+
+def _check_mixed_widths(arch: Arch) -> None:
+    """Inception modules whose width depends on their input's: a residual one keeps it, a reduction adds it."""
+    for placement in iter_stages(arch):
+        stage = placement.stage
+        if stage.block not in RESIDUAL_MIXED_BLOCKS and stage.block not in PASSTHROUGH_MIXED_BLOCKS:
+            continue
+        width = mixed_output_channels(stage.block, stage.branches, placement.in_channels)
+        if width != stage.out_channels:
+            how = "its input's width (it adds its input back)" if stage.block in RESIDUAL_MIXED_BLOCKS else \
+                f"its branches' plus its input's ({placement.in_channels}), which passes through its max pool"
+            raise SpecError(f"stages[{placement.index}].out_channels", f"must be {width}, {how}, got "
+                                                                       f"{stage.out_channels}")
 
 
 def _check_spatial_sizes(arch: Arch) -> None:
@@ -177,7 +214,9 @@ def _plain(value: Any) -> Any:
 # Fields that came with the classic families (and the norm settings, later still) are written only when they differ
 # from their default, so that the MBConv-era specs, their files and their arch_ids stay exactly as they were before
 # those fields existed.
-OPTIONAL_STAGE_FIELDS = frozenset({"groups", "bottleneck_ratio", "pool", "same_padding", "branches"})
+OPTIONAL_STAGE_FIELDS = frozenset({"groups", "bottleneck_ratio", "pool", "same_padding", "branches", "num_heads",
+                                   "patch_size", "class_token", "position_embedding", "residual_scale",
+                                   "output_activation"})
 OPTIONAL_ARCH_FIELDS = frozenset({"se_style", "classifier_hidden", "head_pool_size", "norm"})
 ARCH_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Arch)
                  if field.default is not dataclasses.MISSING}
@@ -203,7 +242,7 @@ def to_dict(arch: Arch) -> dict[str, Any]:
     return data
 
 
-STAGE_FLOAT_FIELDS = ("expand_ratio", "se_ratio", "bottleneck_ratio")
+STAGE_FLOAT_FIELDS = ("expand_ratio", "se_ratio", "bottleneck_ratio", "residual_scale")
 
 
 def canonical_json(arch: Arch) -> str:
@@ -230,31 +269,38 @@ def arch_id(arch: Arch) -> str:
 # Placement: where each stage and block sits, with its input width and size
 
 
-# Every stem but StemType.NONE has a layout, so STEM_LAYOUTS.get(stem) is None exactly when there is no stem
-# (a dict lookup: in Python 3.11, reading an enum member such as StemType.NONE is several times slower).
+# Every stem but StemType.NONE and the multi-layer StemType.INCEPTION has a layout, so STEM_LAYOUTS.get(stem) is None
+# only for those two (a dict lookup: in Python 3.11, reading an enum member such as StemType.NONE is several times
+# slower, so the common stems never read one).
 def stem_conv_size(arch: Arch) -> int:
+    """The size after the stem's (first) conv."""
     layout = STEM_LAYOUTS.get(arch.stem)
     if layout is None:
-        return arch.resolution
+        return inception_stem_layers(arch.resolution, arch.stem_channels)[0][2] if arch.stem is StemType.INCEPTION \
+            else arch.resolution
     return conv_output_size(arch.resolution, layout.kernel_size, layout.stride, layout.padding)
 
 
 def stem_output_size(arch: Arch) -> int:
-    size = stem_conv_size(arch)
     layout = STEM_LAYOUTS.get(arch.stem)
-    return size if layout is None or layout.pool is None else pool_output_size(size, layout.pool)
+    if layout is None:
+        return inception_stem_output_size(arch.resolution) if arch.stem is StemType.INCEPTION else arch.resolution
+    size = conv_output_size(arch.resolution, layout.kernel_size, layout.stride, layout.padding)
+    return size if layout.pool is None else pool_output_size(size, layout.pool)
 
 
 def stem_stride(stem: StemType) -> int:
     """How much the stem downsamples (for even sizes)."""
     if stem is StemType.NONE:
         return 1
+    if stem is StemType.INCEPTION:
+        return 8  # a stride-2 conv and two stride-2 pools
     layout = STEM_LAYOUTS[stem]
     return layout.stride * (layout.pool.stride if layout.pool else 1)
 
 
 def first_stage_channels(arch: Arch) -> int:
-    return arch.stem_channels if arch.stem in STEM_LAYOUTS else arch.in_channels
+    return arch.stem_channels if arch.stem_channels else arch.in_channels  # stem_channels is 0 exactly with no stem
 
 
 class StagePlacement(NamedTuple):

@@ -2,7 +2,9 @@
 
 MACs are multiply-accumulates of convolutions and linear layers at batch 1: the number the
 EfficientNet, MnasNet and ConvNeXt papers and torchvision call "FLOPs". Biases, norms, activations,
-pooling, additions and multiplications count zero. ``torch.utils.flop_counter`` reports twice this.
+pooling, additions and multiplications count zero. Self-attention counts its two matrix products,
+QK^T and AV, as MACs (2 L^2 C for L tokens of width C, whatever the heads), and its softmax and scaling
+zero, as fvcore counts them (``nasscale.spec.attention_cost``). ``torch.utils.flop_counter`` reports twice this.
 
 Each function below mirrors one module of ``nasscale.models.blocks`` layer by layer; the agreement tests build
 random architectures and check both against fvcore and torch's FlopCounterMode.
@@ -13,7 +15,7 @@ Light core: no torch, no numpy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from nasscale.spec.arch import (
     Arch,
@@ -27,55 +29,19 @@ from nasscale.spec.arch import (
     stage_blocks,
     stem_conv_size,
 )
+from nasscale.spec.attention_cost import patch_embedding_cost, transformer_block_cost
 from nasscale.spec.channels import bottleneck_channels, conv_output_size, expanded_channels, squeeze_channels
+from nasscale.spec.cost_primitives import ZERO, conv, conv_norm, linear, new_tuple, norm
+from nasscale.spec.cost_primitives import Cost as Cost  # re-exported: callers take Cost with cost()
 from nasscale.spec.geometry import dense_transition_channels, has_residual, needs_projection, shuffle_splits
-from nasscale.spec.vocabulary import SE_BOTTLENECK_REDUCTION, STEM_LAYOUTS, BlockType, HeadType, StemNorm
-
-# Costs below are made with tuple.__new__ directly: a NamedTuple's own __new__ is a Python function, and cost()
-# makes dozens of Costs per architecture.
-_new_tuple = tuple.__new__
-
-
-class Cost(NamedTuple):
-    """Parameters and MACs. A NamedTuple rather than a dataclass: cost() adds hundreds of these per
-    architecture inside search loops, and tuples are several times cheaper to create."""
-
-    params: int = 0
-    macs: int = 0
-
-    def __add__(self, other: Cost) -> Cost:  # type: ignore[override]  # element-wise, not concatenation
-        return _new_tuple(Cost, (self.params + other.params, self.macs + other.macs))
-
-    def __mul__(self, times: int) -> Cost:  # type: ignore[override]
-        return _new_tuple(Cost, (self.params * times, self.macs * times))
-
-
-ZERO = Cost()
-
-
-def conv(in_channels: int, out_channels: int, kernel_size: int, output_size: int, *,
-         groups: int = 1, bias: bool = False) -> Cost:
-    weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
-    return _new_tuple(Cost, (weights + (out_channels if bias else 0), weights * output_size * output_size))
-
-
-def norm(channels: int) -> Cost:
-    return _new_tuple(Cost, (2 * channels, 0))  # weight and bias; running statistics are buffers, not parameters
-
-
-def linear(in_features: int, out_features: int, positions: int = 1) -> Cost:
-    return _new_tuple(Cost, (in_features * out_features + out_features, in_features * out_features * positions))
+from nasscale.spec.inception import MIXED_BLOCKS
+from nasscale.spec.inception_cost import inception_stem_cost, mixed_cost
+from nasscale.spec.vocabulary import SE_BOTTLENECK_REDUCTION, STEM_LAYOUTS, BlockType, HeadType, StemNorm, StemType
 
 
 def squeeze_excite(channels: int, squeezed: int) -> Cost:
     # Two 1x1 convolutions with bias on the pooled 1x1 map.
     return conv(channels, squeezed, 1, 1, bias=True) + conv(squeezed, channels, 1, 1, bias=True)
-
-
-def conv_norm(in_channels: int, out_channels: int, kernel_size: int, output_size: int, groups: int = 1) -> Cost:
-    """conv() then norm(), as one Cost: the commonest layer pair, so one tuple rather than three."""
-    weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
-    return _new_tuple(Cost, (weights + 2 * out_channels, weights * output_size * output_size))
 
 
 def _projection(block: BlockPlacement, *, with_norm: bool) -> Cost:
@@ -133,7 +99,7 @@ def _convnext_cost(block: BlockPlacement) -> Cost:
     positions = block.input_size * block.input_size
     return (conv(channels, channels, stage.kernel_size, block.output_size, groups=channels, bias=True)
             + norm(channels) + linear(channels, hidden, positions) + linear(hidden, channels, positions)
-            + _new_tuple(Cost, (channels, 0)))  # layer scale
+            + new_tuple(Cost, (channels, 0)))  # layer scale
 
 
 def _basic_cost(block: BlockPlacement) -> Cost:
@@ -233,7 +199,7 @@ def _van_cost(block: BlockPlacement) -> Cost:
                  + conv(channels, channels, 1, size, bias=True) + conv(channels, channels, 1, size, bias=True))
     mlp = (norm(channels) + conv(channels, hidden, 1, size, bias=True)
            + conv(hidden, hidden, 3, size, groups=hidden, bias=True) + conv(hidden, channels, 1, size, bias=True))
-    return attention + mlp + _new_tuple(Cost, (2 * channels, 0))  # two layer scales
+    return attention + mlp + new_tuple(Cost, (2 * channels, 0))  # two layer scales
 
 
 # Which cost rule serves each block type: one explicit table, one lookup per block.
@@ -255,6 +221,8 @@ BLOCK_COSTS = {
     BlockType.FIRE: _fire_cost,
     BlockType.PLAIN: _plain_cost,
     BlockType.VAN: _van_cost,
+    BlockType.TRANSFORMER: transformer_block_cost,
+    **dict.fromkeys(MIXED_BLOCKS, mixed_cost),
 }
 
 
@@ -280,6 +248,8 @@ def opening_cost(placement: StagePlacement) -> Cost:
             return conv(in_channels, stage.out_channels, 3, output_size, bias=True) + norm(stage.out_channels)
         case BlockType.DENSE:
             return norm(in_channels) + conv(in_channels, dense_transition_channels(in_channels), 1, size)
+        case BlockType.TRANSFORMER:
+            return patch_embedding_cost(placement)
     return ZERO
 
 
@@ -290,8 +260,8 @@ def closing_cost(placement: StagePlacement) -> Cost:
 
 def stem_cost(arch: Arch) -> Cost:
     layout = STEM_LAYOUTS.get(arch.stem)
-    if layout is None:  # no stem
-        return ZERO
+    if layout is None:  # no stem, or Inception's layers
+        return inception_stem_cost(arch) if arch.stem is StemType.INCEPTION else ZERO
     cost = conv(arch.in_channels, arch.stem_channels, layout.kernel_size, stem_conv_size(arch), bias=layout.bias)
     return cost if layout.norm is StemNorm.NONE else cost + norm(arch.stem_channels)
 
@@ -311,7 +281,7 @@ def head_part_cost(head: HeadType, features: int, size: int, num_classes: int, *
         case HeadType.CONV:
             return conv_norm(features, head_channels, 1, size) + classifier_cost(head_channels, classifier_hidden,
                                                                                  num_classes)
-        case HeadType.NORM | HeadType.PREACT:
+        case HeadType.NORM | HeadType.PREACT | HeadType.CLASS_TOKEN:
             return norm(features) + classifier_cost(features, classifier_hidden, num_classes)
         case HeadType.POOL:
             return classifier_cost(features * head_pool_size * head_pool_size, classifier_hidden, num_classes)

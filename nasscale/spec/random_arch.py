@@ -1,12 +1,14 @@
 """Helpers shared by the test suite and the benchmarks (as optuna.testing is): random architectures
 that exercise every block type and option of the spec. Light: no torch."""
 
+import dataclasses
 import random
 from typing import Any
 
 from nasscale.errors import SpecError
 from nasscale.spec.arch import Arch
 from nasscale.spec.channels import bottleneck_channels
+from nasscale.spec.inception import MIXED_BLOCKS, MIXED_LAYOUTS, mixed_output_channels
 from nasscale.spec.norm import Norm
 from nasscale.spec.stage import Stage
 from nasscale.spec.vocabulary import (
@@ -23,7 +25,7 @@ from nasscale.spec.vocabulary import (
 # The stems weighted so that the small-stride ones, which leave room for deep stacks, come up more often.
 STEM_CHOICES = (StemType.CONV, StemType.CONV, StemType.NONE, *StemType)
 # What compound scaling cannot take: widths tied to other fields or to the input, sizes that shrink with depth.
-UNSCALABLE_BLOCKS = frozenset({BlockType.DENSE, BlockType.INCEPTION})
+UNSCALABLE_BLOCKS = frozenset({BlockType.DENSE, BlockType.INCEPTION}) | MIXED_BLOCKS
 MAX_ATTEMPTS = 100
 
 
@@ -55,7 +57,17 @@ def random_stage(rng: random.Random, block: BlockType, in_channels: int = 8, *, 
         fields["pool"] = rng.choice(list(Pool))
     if "same_padding" in applicable and fields.get("kernel_size", 1) > 1 and not scalable:
         fields["same_padding"] = rng.random() < 0.7
+    if block is BlockType.TRANSFORMER:
+        fields |= _transformer_fields(rng, fields)
     return Stage(**fields | _derived_widths(rng, block, in_channels, fields))
+
+
+def _transformer_fields(rng: random.Random, fields: dict[str, Any]) -> dict[str, Any]:
+    """Heads that divide the width, a patch size at stride 1 (2 is stride 2's), a position embedding or none; a
+    class token only on the last stage, which random_arch gives it with its head."""
+    return {"num_heads": rng.choice([heads for heads in (1, 2, 3, 4) if fields["out_channels"] % heads == 0]),
+            "patch_size": rng.choice([1, 1, 3, 4]) if fields["stride"] == 1 else 1,
+            "position_embedding": rng.random() < 0.5}
 
 
 def _derived_widths(rng: random.Random, block: BlockType, in_channels: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +82,23 @@ def _derived_widths(rng: random.Random, block: BlockType, in_channels: int, fiel
             branches = tuple(rng.choice([1, 2, 3, 4, 6, 8]) for _ in range(6))
             one, _, three, _, second, projection = branches
             return {"branches": branches, "out_channels": one + three + second + projection}
+    if block in MIXED_LAYOUTS:
+        return _mixed_fields(rng, block, in_channels)
     return {}
+
+
+def _mixed_fields(rng: random.Random, block: BlockType, in_channels: int) -> dict[str, Any]:
+    """An Inception-v3 / Inception-ResNet module's conv widths, the width they make (with the input's, for a
+    reduction or a residual module), its stride (reductions: one block at stride 2) and residual options."""
+    layout = MIXED_LAYOUTS[block]
+    branches = tuple(rng.choice([1, 2, 3, 4, 6, 8]) for _ in range(layout.convs))
+    fields: dict[str, Any] = {"branches": branches, "out_channels": mixed_output_channels(block, branches, in_channels),
+                              "stride": 2 if layout.reduction else 1}
+    if layout.reduction:
+        fields["num_blocks"] = 1
+    if layout.residual:
+        fields |= {"residual_scale": rng.choice([0.1, 0.17, 1.0]), "output_activation": rng.random() < 0.7}
+    return fields
 
 
 def random_arch(rng: random.Random, *, scalable: bool = True) -> Arch:
@@ -101,6 +129,8 @@ def _random_arch_once(rng: random.Random, scalable: bool) -> Arch:
         stages.append(stage)
         width = stage.out_channels
     head = rng.choice(list(HeadType))
+    if head is HeadType.CLASS_TOKEN:  # the head reads the last stage's class token
+        stages[-1] = dataclasses.replace(random_stage(rng, BlockType.TRANSFORMER, scalable=scalable), class_token=True)
     uses_se_style = any(stage.block in SE_STYLE_BLOCKS and stage.se_ratio > 0 for stage in stages)
     return Arch(
         stages=tuple(stages),

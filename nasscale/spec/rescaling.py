@@ -15,7 +15,7 @@ from nasscale.errors import SpecError
 from nasscale.spec.arch import Arch
 from nasscale.spec.channels import bottleneck_channels
 from nasscale.spec.stage import Stage
-from nasscale.spec.vocabulary import HeadType
+from nasscale.spec.vocabulary import BlockType, HeadType
 
 CHANNEL_DIVISOR = 8
 V2_MAX_RESOLUTION = 480  # EfficientNetV2's cap on the inference image size
@@ -46,10 +46,12 @@ def round_resolution(resolution: float, multiple: int = 1) -> int:
 
 def scaled_channels(arch: Arch, width: float) -> Channels:
     """Stem, per-stage and head widths after rounding. A ConvNeXt stem is as wide as stage 0; both round the
-    same number by the same rule, so they stay equal. A norm head has no width (0)."""
+    same number by the same rule, so they stay equal. A norm head has no width (0), nor does a missing stem (ViT,
+    VGG)."""
     stages = tuple(_grouped_width(stage, round_filters(stage.out_channels, width)) for stage in arch.stages)
     head = round_filters(arch.head_channels, width) if arch.head is HeadType.CONV else 0
-    return round_filters(arch.stem_channels, width), stages, head
+    stem = round_filters(arch.stem_channels, width) if arch.stem_channels else 0
+    return stem, stages, head
 
 
 def scaled_layers(arch: Arch, stage_depths: Sequence[float]) -> tuple[int, ...]:
@@ -63,13 +65,25 @@ def _group_width(stage: Stage) -> int | None:
     return bottleneck_channels(stage.out_channels, stage.bottleneck_ratio) // stage.groups
 
 
+def _head_width(stage: Stage) -> int | None:
+    """Channels per attention head of a transformer stage with several heads; None otherwise."""
+    if stage.block is not BlockType.TRANSFORMER or stage.num_heads == 1:
+        return None
+    return stage.out_channels // stage.num_heads
+
+
 def _grouped_width(stage: Stage, out_channels: int) -> int:
     """The smallest width >= ``out_channels`` whose bottleneck is a whole number of the stage's groups: scaling
-    keeps the group width fixed and adds groups, as RegNet and ResNeXt widen."""
-    group_width = _group_width(stage)
+    keeps the group width fixed and adds groups, as RegNet and ResNeXt widen. A transformer stage likewise keeps
+    its head width and adds heads (ViT-B to ViT-L: 64-channel heads, 12 to 16 of them)."""
+    group_width, head_width = _group_width(stage), _head_width(stage)
+    step = CHANNEL_DIVISOR if out_channels % CHANNEL_DIVISOR == 0 else 1  # keep round_filters' multiple of 8
+    if head_width is not None:
+        while out_channels % head_width:
+            out_channels += step
+        return out_channels
     if group_width is None:
         return out_channels
-    step = CHANNEL_DIVISOR if out_channels % CHANNEL_DIVISOR == 0 else 1  # keep round_filters' multiple of 8
     while bottleneck_channels(out_channels, stage.bottleneck_ratio) % group_width:
         out_channels += step
     return out_channels
@@ -84,9 +98,11 @@ def rebuild(arch: Arch, channels: Channels, layers: Sequence[int], resolution: i
 
 def _rescaled_stage(stage: Stage, out_channels: int, num_blocks: int) -> Stage:
     changes: dict[str, Any] = {"num_blocks": num_blocks, "out_channels": out_channels}
-    group_width = _group_width(stage)
+    group_width, head_width = _group_width(stage), _head_width(stage)
     if group_width is not None:
         changes["groups"] = bottleneck_channels(out_channels, stage.bottleneck_ratio) // group_width
+    if head_width is not None:
+        changes["num_heads"] = out_channels // head_width
     return dataclasses.replace(stage, **changes)
 
 

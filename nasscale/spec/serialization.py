@@ -202,6 +202,11 @@ def stage_summary(stage: Stage) -> str:
         parts.append(f"se{stage.se_ratio:g}")
     if stage.branches:
         parts.append("branches " + "-".join(map(str, stage.branches)))
+    if "num_heads" in applicable:
+        parts.append(f"h{stage.num_heads}" + (f" p{stage.patch_size}" if stage.patch_size > 1 else "")
+                     + (" cls" if stage.class_token else "") + (" pos" if stage.position_embedding else ""))
+    if "residual_scale" in applicable:
+        parts.append(f"scale{stage.residual_scale:g}" + ("" if stage.output_activation else " noact"))
     if not stage.same_padding:
         parts.append("valid")
     if not stage.skip:

@@ -15,11 +15,13 @@ from nasscale.errors import SpecError
 from nasscale.spec.channels import (
     bottleneck_channels,
 )
+from nasscale.spec.inception import MIXED_LAYOUTS, PASSTHROUGH_MIXED_BLOCKS, concatenated_channels
 from nasscale.spec.vocabulary import (
     APPLICABLE_FIELDS,
     INCEPTION_BRANCHES,
     MAX_BOTTLENECK_RATIO,
     MAX_KERNEL_SIZE,
+    MAX_PATCH_SIZE,
     Activation,
     BlockType,
     Pool,
@@ -42,6 +44,12 @@ class Stage:
     pool: Pool = Pool.MAX2  # how a stride-2 plain, fire or inception stage downsamples
     same_padding: bool = True  # False: unpadded ("valid") plain convs, as LeNet-5's
     branches: tuple[int, ...] = ()  # inception: the six branch widths of INCEPTION_BRANCHES
+    num_heads: int = 1  # transformer: attention heads, each out_channels / num_heads wide
+    patch_size: int = 1  # transformer at stride 1: the side of the patches its embedding cuts (ViT-B/16: 16)
+    class_token: bool = False  # transformer: a learned token put first (ViT); the last stage only, with that head
+    position_embedding: bool = False  # transformer: a learned embedding added to every token (ViT)
+    residual_scale: float = 1.0  # inception_resnet: the residual branch's scale (Inception-ResNet-v2: 0.17, 0.1, 0.2)
+    output_activation: bool = True  # inception_resnet: the activation after the addition (off: the last Block8)
 
     def __post_init__(self) -> None:
         validate_stage(self, "stage")
@@ -118,6 +126,16 @@ def validate_stage(stage: Stage, path: str) -> None:
     check_enum(f"{path}.pool", stage.pool, Pool)
     check_bool(f"{path}.same_padding", stage.same_padding)
     check_widths(f"{path}.branches", stage.branches)
+    check_int(f"{path}.num_heads", stage.num_heads, minimum=1)
+    check_int(f"{path}.patch_size", stage.patch_size, minimum=1)
+    if stage.patch_size > MAX_PATCH_SIZE:
+        raise SpecError(f"{path}.patch_size", f"must be at most {MAX_PATCH_SIZE}, got {stage.patch_size}")
+    check_bool(f"{path}.class_token", stage.class_token)
+    check_bool(f"{path}.position_embedding", stage.position_embedding)
+    check_float(f"{path}.residual_scale", stage.residual_scale, low=0.0, high=1.0)
+    if stage.residual_scale <= 0:
+        raise SpecError(f"{path}.residual_scale", f"must be positive, got {stage.residual_scale:g}")
+    check_bool(f"{path}.output_activation", stage.output_activation)
     applicable = APPLICABLE_FIELDS[stage.block]
     for name, default in STAGE_DEFAULTS.items():
         if name in applicable:
@@ -152,6 +170,43 @@ def _check_stage_consistency(stage: Stage, path: str) -> None:
                                                 f"{stage.out_channels}")
     if stage.block is BlockType.INCEPTION:
         _check_inception_branches(stage, path)
+    if stage.block is BlockType.TRANSFORMER:
+        _check_transformer(stage, path)
+    if stage.block in MIXED_LAYOUTS:
+        _check_mixed(stage, path)
+
+
+def _check_mixed(stage: Stage, path: str) -> None:
+    """Inception-v3 / Inception-ResNet modules: a width per conv; a reduction is one block at stride 2, the others
+    keep the size; the concatenating ones without a pass-through fix their width (the rest, with Arch's input)."""
+    layout = MIXED_LAYOUTS[stage.block]
+    if len(stage.branches) != layout.convs:
+        raise SpecError(f"{path}.branches", f"must list {layout.convs} widths, one per conv of {stage.block.value} "
+                                            f"(nasscale.spec.inception), got {list(stage.branches)}")
+    if layout.reduction and (stage.stride != 2 or stage.num_blocks != 1):
+        raise SpecError(f"{path}.stride" if stage.stride != 2 else f"{path}.num_blocks",
+                        f"a {stage.block.value} stage is one reduction block at stride 2, got {stage.num_blocks} "
+                        f"at stride {stage.stride}")
+    if not layout.reduction and stage.stride != 1:
+        raise SpecError(f"{path}.stride", f"must be 1: {stage.block.value} blocks keep the size, got {stage.stride}")
+    if stage.block not in PASSTHROUGH_MIXED_BLOCKS and not layout.residual:
+        width = concatenated_channels(layout, stage.branches, 0)
+        if width != stage.out_channels:
+            raise SpecError(f"{path}.out_channels", f"must be the width of the concatenated branches, {width}, got "
+                                                    f"{stage.out_channels}")
+
+
+def _check_transformer(stage: Stage, path: str) -> None:
+    if stage.out_channels % stage.num_heads:
+        raise SpecError(f"{path}.num_heads", f"must divide out_channels {stage.out_channels} (each head is as wide), "
+                                             f"got {stage.num_heads}")
+    # A stride-2 stage embeds 2x2 patches, the network a stride-1 stage with patch_size 2 would be: one spec each.
+    if stage.stride == 2 and stage.patch_size != 1:
+        raise SpecError(f"{path}.patch_size", f"applies at stride 1 only (a stride-2 transformer stage embeds 2x2 "
+                                              f"patches), got {stage.patch_size}")
+    if stage.stride == 1 and stage.patch_size == 2:
+        raise SpecError(f"{path}.patch_size", "2x2 patches are a stride-2 transformer stage: write stride 2 and leave "
+                                              "patch_size out, got 2")
 
 
 def _check_inception_branches(stage: Stage, path: str) -> None:

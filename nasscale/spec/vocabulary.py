@@ -30,6 +30,23 @@ class BlockType(StrEnum):
     FIRE = "fire"  # SqueezeNet: 1x1 squeeze, then 1x1 and kxk expands concatenated
     PLAIN = "plain"  # kxk conv with bias and activation, no norm (VGG, AlexNet, LeNet)
     VAN = "van"  # VAN: BN, large-kernel attention, residual; BN, MLP with a 3x3 depthwise conv, residual
+    # Pre-norm transformer encoder layer over the positions of the map (ViT; CoAtNet/MobileViT's attention stages):
+    # LayerNorm, multi-head self-attention, residual; LayerNorm, MLP, residual. See nasscale.spec.attention_cost.
+    TRANSFORMER = "transformer"
+    # Inception-v3's modules (torchvision InceptionA-E) and Inception-ResNet-v2's (timm Mixed_5b, Block35, Block17,
+    # Block8, Mixed_7a; its Mixed_6a is inception_v3_b's layout): branches of convs concatenated, the residual ones then
+    # a 1x1 conv back to the input width, scaled by residual_scale and added. Layouts in nasscale.spec.inception.
+    INCEPTION_V3_A = "inception_v3_a"  # 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avg pool-1x1
+    INCEPTION_V3_B = "inception_v3_b"  # reduction: 3x3/2 | 1x1-3x3-3x3/2 | max pool/2 (the input passes)
+    INCEPTION_V3_C = "inception_v3_c"  # 1x1 | 1x1-1x7-7x1 | 1x1-7x1-1x7-7x1-1x7 | avg pool-1x1
+    INCEPTION_V3_D = "inception_v3_d"  # reduction: 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | max pool/2
+    INCEPTION_V3_E = "inception_v3_e"  # 1x1 | 1x1-(1x3, 3x1) | 1x1-3x3-(1x3, 3x1) | avg pool-1x1
+    INCEPTION_RESNET_MIXED_5B = "inception_resnet_mixed_5b"  # inception_v3_a, its pool not counting the padding
+    INCEPTION_RESNET_A = "inception_resnet_a"  # Block35: 1x1 | 1x1-3x3 | 1x1-3x3-3x3, residual
+    INCEPTION_RESNET_B = "inception_resnet_b"  # Block17: 1x1 | 1x1-1x7-7x1, residual
+    INCEPTION_RESNET_C = "inception_resnet_c"  # Block8: 1x1 | 1x1-1x3-3x1, residual
+    INCEPTION_RESNET_REDUCTION_B = "inception_resnet_reduction_b"  # Mixed_7a: 1x1-3x3/2 | 1x1-3x3/2 |
+    #                                                                1x1-3x3-3x3/2 | max pool/2
 
 
 class Activation(StrEnum):
@@ -55,6 +72,9 @@ class StemType(StrEnum):
     SQUEEZENET_1_1 = "squeezenet_1_1"  # the same with a 3x3 conv
     ALEXNET = "alexnet"  # 11x11 stride-4 conv (padding 2) with bias, activation, 3x3 stride-2 max pool
     OVERLAPPING_PATCHIFY = "overlapping_patchify"  # 7x7 stride-4 conv with bias, BN (VAN)
+    # Inception-v3's and Inception-ResNet-v2's: 3x3/2 32, 3x3 32, 3x3 64 padded, 3x3/2 max pool, 1x1 80, 3x3 to
+    # stem_channels, 3x3/2 max pool; convs unpadded unless said, each with BN and activation (nasscale.spec.inception)
+    INCEPTION = "inception"
     NONE = "none"  # no stem: the first stage takes the image (VGG, LeNet); stem_channels must be 0
 
 
@@ -64,6 +84,7 @@ class HeadType(StrEnum):
     POOL = "pool"  # average pool to head_pool_size x head_pool_size, classifier (ResNet, VGG)
     PREACT = "preact"  # BN, activation, global pool, classifier (pre-activation ResNet, DenseNet)
     CONV_CLASSIFIER = "conv_classifier"  # dropout, 1x1 conv with bias to the classes, activation, pool (SqueezeNet)
+    CLASS_TOKEN = "class_token"  # the last stage's class token, LayerNorm, classifier (ViT); head_channels 0
 
 
 # "Classifier" above: the hidden linear layers of classifier_hidden (each with the activation and dropout),
@@ -163,6 +184,15 @@ APPLICABLE_FIELDS: dict[BlockType, frozenset[str]] = {
     BlockType.FIRE: _CORE | {"bottleneck_ratio", "pool"},  # bottleneck_ratio: squeeze width / out_channels
     BlockType.PLAIN: _CORE | {"pool", "same_padding"},
     BlockType.VAN: frozenset({"expand_ratio", "activation"}),  # expand_ratio: the MLP ratio
+    # expand_ratio: the MLP ratio; see nasscale.spec.geometry for the patch embedding a transformer stage opens with.
+    BlockType.TRANSFORMER: frozenset({"expand_ratio", "activation", "num_heads", "patch_size", "class_token",
+                                      "position_embedding"}),
+    # branches: the width of every conv of the layout, in order (nasscale.spec.inception).
+    **dict.fromkeys((BlockType.INCEPTION_V3_A, BlockType.INCEPTION_V3_B, BlockType.INCEPTION_V3_C,
+                     BlockType.INCEPTION_V3_D, BlockType.INCEPTION_V3_E, BlockType.INCEPTION_RESNET_MIXED_5B,
+                     BlockType.INCEPTION_RESNET_REDUCTION_B), frozenset({"activation", "branches"})),
+    **dict.fromkeys((BlockType.INCEPTION_RESNET_A, BlockType.INCEPTION_RESNET_B, BlockType.INCEPTION_RESNET_C),
+                    frozenset({"activation", "branches", "residual_scale", "output_activation"})),
 }
 
 # The activation a block type gets when a spec file does not name one.
@@ -173,15 +203,19 @@ DEFAULT_ACTIVATION: dict[BlockType, Activation] = {
     BlockType.CONV: Activation.SILU,
     BlockType.CONVNEXT: Activation.GELU,
     BlockType.VAN: Activation.GELU,
+    BlockType.TRANSFORMER: Activation.GELU,
 } | {block: Activation.RELU for block in (
     BlockType.BASIC, BlockType.BOTTLENECK, BlockType.SE_BOTTLENECK, BlockType.PREACT_BASIC,
     BlockType.PREACT_BOTTLENECK, BlockType.DEPTHWISE_SEPARABLE, BlockType.SHUFFLE, BlockType.DENSE,
-    BlockType.INCEPTION, BlockType.FIRE, BlockType.PLAIN)}
+    BlockType.INCEPTION, BlockType.FIRE, BlockType.PLAIN, BlockType.INCEPTION_V3_A, BlockType.INCEPTION_V3_B,
+    BlockType.INCEPTION_V3_C, BlockType.INCEPTION_V3_D, BlockType.INCEPTION_V3_E, BlockType.INCEPTION_RESNET_MIXED_5B,
+    BlockType.INCEPTION_RESNET_A, BlockType.INCEPTION_RESNET_B, BlockType.INCEPTION_RESNET_C,
+    BlockType.INCEPTION_RESNET_REDUCTION_B)}
 
 # Heads with a 1x1 conv of head_channels; every other head has head_channels 0.
 HEADS_WITH_CHANNELS = frozenset({HeadType.CONV})
 # Heads that end in linear layers, so that classifier_hidden means something.
-HEADS_WITH_LINEAR = frozenset({HeadType.CONV, HeadType.NORM, HeadType.POOL, HeadType.PREACT})
+HEADS_WITH_LINEAR = frozenset({HeadType.CONV, HeadType.NORM, HeadType.POOL, HeadType.PREACT, HeadType.CLASS_TOKEN})
 # Blocks whose squeeze-excite follows Arch.se_style (se_bottleneck's is Hu et al.'s, fixed).
 SE_STYLE_BLOCKS = frozenset({BlockType.MBCONV, BlockType.FUSED_MBCONV, BlockType.SEPCONV, BlockType.BOTTLENECK})
 
@@ -191,3 +225,4 @@ CONVNEXT_LAYER_SCALE_INIT = 1e-6
 VAN_LAYER_SCALE_INIT = 1e-2
 SE_BOTTLENECK_REDUCTION = 16  # Hu et al.'s r
 INCEPTION_BRANCHES = 6  # 1x1, 3x3 reduce, 3x3, second reduce, second (kernel_size), pool projection
+MAX_PATCH_SIZE = 64  # ViT's are 14, 16 and 32

@@ -270,3 +270,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, args, expected):
 def test_cli_cuda_unavailable_is_one_line_and_exit_2(capsys):
     code, _, err = run_cli(capsys, "latency", "mnasnet_a1", "--resolution", "32", "--device", "cuda")
     assert code == 2 and "no CUDA device is available" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["vit", "hybrid"])
+def test_a_latency_table_refuses_spaces_of_tokens_in_one_line(name):
+    # Its parts are timed on feature maps; a transformer stage's blocks run on tokens.
+    with pytest.raises(LatencyTableError, match=f"space '{name}' has transformer blocks.*nasscale latency"):
+        space_parts(load_space(name), in_channels=3, num_classes=10)

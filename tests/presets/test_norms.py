@@ -59,6 +59,12 @@ REFERENCE_NORMS = {
     "van_b0": (TORCH, 1e-6, False),
     # squeezenet.py, vgg.py (vgg16: batch_norm=False, so no nn.BatchNorm2d of line 83), alexnet.py; LeNet-5.
     **dict.fromkeys(["squeezenet1_0", "squeezenet1_1", "vgg16", "alexnet", "lenet5"], NO_NORM_LAYERS),
+    # vision_transformer.py: norm_layer=partial(nn.LayerNorm, eps=1e-6), the default of EncoderBlock, Encoder and
+    # VisionTransformer; no BatchNorm.
+    **dict.fromkeys(["vit_b_16", "vit_b_32", "vit_l_16"], (TORCH, 1e-6, False)),
+    # inception.py BasicConv2d: nn.BatchNorm2d(out_channels, eps=0.001); timm inception_resnet_v2.py BasicConv2d:
+    # nn.BatchNorm2d(out_planes, eps=.001).
+    **dict.fromkeys(["inception_v3", "inception_resnet_v2"], ((1e-3, 0.1), 1e-6, False)),
 }
 
 

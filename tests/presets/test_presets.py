@@ -49,6 +49,12 @@ GOLDEN = {
     "alexnet": (61_100_840, 714_200_000, 50_000),
     # LeNet-5 with 32x32 input: convs 156 + 2,416, linears 48,120 + 10,164 + 850; MACs 117,600 + 240,000 + 58,920.
     "lenet5": (61_706, 416_520, 0),
+    # torchvision's ViT metadata: 3-decimal GFLOPS (multiply-adds, attention's QK^T and AV included).
+    "vit_b_16": (86_567_656, 17_564_000_000, 500_000),
+    "vit_b_32": (88_224_232, 4_409_000_000, 500_000),
+    "vit_l_16": (304_326_632, 61_555_000_000, 500_000),
+    # torchvision's inception_v3 without its training-only auxiliary classifier (27,161,264 - 3,326,696 params).
+    "inception_v3": (23_834_568, 5_713_000_000, 500_000),
 }
 
 # No torchvision model: the papers' rounded figures, (params, params tolerance, MACs, MACs tolerance).
@@ -57,6 +63,7 @@ PAPER = {
     "van_b0": (4_100_000, 50_000, 900_000_000, 50_000_000),  # Guo et al. 2022: 4.1M, 0.9 GFLOPs
     "se_resnet50": (28_100_000, 50_000, 4_091_699_200, 0),  # Hu et al. 2018: 28.1M; MACs see below
     "resnetv2_50": (25_549_352, 0, 4_089_184_256, 0),  # see test_resnetv2_50_is_resnet50_pre_activated
+    "inception_resnet_v2": (55_843_464, 0, 13_200_000_000, 50_000_000),  # timm's model card: 13.2 GMACs
 }
 
 

@@ -103,7 +103,7 @@ def test_builtin_names_resolve_through_package_resources():
 
     folder = importlib.resources.files("nasscale.search_spaces")
     assert (folder / "mnas.yaml").is_file()
-    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"]
+    assert builtin_space_names() == ["convnext", "efficientnetv2", "hybrid", "mnas", "regnet", "resnet", "tiny", "vit"]
 
 
 def test_builtin_folder_fallback_for_an_uninstalled_tree(monkeypatch):
@@ -113,11 +113,11 @@ def test_builtin_folder_fallback_for_an_uninstalled_tree(monkeypatch):
         raise ModuleNotFoundError(package)
 
     monkeypatch.setattr(importlib.resources, "files", not_installed)
-    assert builtin_space_names() == ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"]
+    assert builtin_space_names() == ["convnext", "efficientnetv2", "hybrid", "mnas", "regnet", "resnet", "tiny", "vit"]
     assert load_space("tiny").name == "tiny"
 
 
-@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"])
+@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "hybrid", "mnas", "regnet", "resnet", "tiny", "vit"])
 def test_builtin_space_loads_samples_and_bounds_its_samples(name):
     space = load_space(name)
     assert space.name == name and space.description
@@ -134,7 +134,7 @@ def test_builtin_space_loads_samples_and_bounds_its_samples(name):
         assert bounds.params_min <= arch_cost.params <= bounds.params_max
 
 
-@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "mnas", "regnet", "resnet", "tiny"])
+@pytest.mark.parametrize("name", ["convnext", "efficientnetv2", "hybrid", "mnas", "regnet", "resnet", "tiny", "vit"])
 def test_builtin_round_trips_through_dict_and_yaml(name):
     space = load_space(name)
     assert space_from_dict(space.to_dict()) == space
@@ -322,7 +322,8 @@ def mutated(change) -> dict:
 VALID_TOP_KEYS = ("name, description, resolution, stem, stem_channels, head, head_channels, activation, dropout, "
                   "drop_path_rate, norm, stages")
 VALID_STAGE_KEYS = ("block, num_blocks, out_channels, stride, kernel_size, expand_ratio, se_ratio, activation, skip, "
-                    "groups, bottleneck_ratio, pool, same_padding, branches")
+                    "groups, bottleneck_ratio, pool, same_padding, branches, num_heads, patch_size, class_token, "
+                    "position_embedding, residual_scale, output_activation")
 
 ERROR_CASES = {
     "unknown top-level key": (
@@ -392,7 +393,9 @@ ERROR_CASES = {
         lambda data: data["stages"][1].update(block=["sepconv", "dwconv"]),
         "bad.yaml: stages[1].block[1]: unknown block type 'dwconv'; valid block types are mbconv, fused_mbconv, "
         "sepconv, conv, convnext, basic, bottleneck, se_bottleneck, preact_basic, preact_bottleneck, "
-        "depthwise_separable, shuffle, dense, inception, fire, plain, van"),
+        "depthwise_separable, shuffle, dense, inception, fire, plain, van, transformer, inception_v3_a, "
+        "inception_v3_b, inception_v3_c, inception_v3_d, inception_v3_e, inception_resnet_mixed_5b, "
+        "inception_resnet_a, inception_resnet_b, inception_resnet_c, inception_resnet_reduction_b"),
     "variant field that does not apply": (
         lambda data: data["stages"][1].update(block=[{"block": "sepconv", "expand_ratio": 3}, "conv"]),
         "bad.yaml: stages[1].block[0].expand_ratio: does not apply to sepconv blocks"),
@@ -426,7 +429,7 @@ ERROR_CASES = {
     "unknown stem": (
         lambda data: data.update(stem="fancy"),
         "bad.yaml: stem: unknown stem 'fancy'; valid stems are conv, patchify, resnet, resnet_preact, "
-        "conv_pool, googlenet, squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, none"),
+        "conv_pool, googlenet, squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, inception, none"),
     "bad dropout": (
         lambda data: data.update(dropout=1.5),
         "bad.yaml: dropout: must be in [0, 1), got 1.5"),
@@ -496,7 +499,9 @@ def test_a_bad_field_does_not_hide_the_other_fields_of_its_stage():
         "bad.yaml: stages[1].out_channels: is required",
         "bad.yaml: stages[1].block[1]: unknown block type 'dw'; valid block types are mbconv, fused_mbconv, "
         "sepconv, conv, convnext, basic, bottleneck, se_bottleneck, preact_basic, preact_bottleneck, "
-        "depthwise_separable, shuffle, dense, inception, fire, plain, van",
+        "depthwise_separable, shuffle, dense, inception, fire, plain, van, transformer, inception_v3_a, "
+        "inception_v3_b, inception_v3_c, inception_v3_d, inception_v3_e, inception_resnet_mixed_5b, "
+        "inception_resnet_a, inception_resnet_b, inception_resnet_c, inception_resnet_reduction_b",
         "bad.yaml: stages[1].stride: must be one fixed value (strides come from the backbone and are not "
         "searched), got [1, 2]",
         "bad.yaml: stages[1].num_blocks: must be at least 1, got 0",
@@ -561,7 +566,7 @@ def test_unknown_builtin_name_lists_the_builtins():
         load_space("mnasnet")
     message = str(caught.value)
     assert "unknown search space 'mnasnet'" in message
-    assert "convnext, efficientnetv2, mnas, regnet, resnet, tiny" in message
+    assert "convnext, efficientnetv2, hybrid, mnas, regnet, resnet, tiny, vit" in message
     assert isinstance(caught.value, NasscaleError)
 
 

@@ -58,10 +58,12 @@ def test_defaults_and_aliases_are_filled_in():
         (("stages", 3, "out_channels"), 0, "stages[3].out_channels: must be at least 1, got 0"),
         (("stages", 1, "se_ratio"), -0.25, "stages[1].se_ratio: must be in [0, 1], got -0.25"),
         (("stages", 1, "expand_ratio"), -1, "stages[1].expand_ratio: must be in [0, 16], got -1"),
-        (("stages", 1, "block"), "transformer",
+        (("stages", 1, "block"), "capsule",
          "stages[1].block: must be one of mbconv, fused_mbconv, sepconv, conv, convnext, basic, bottleneck, "
          "se_bottleneck, preact_basic, preact_bottleneck, depthwise_separable, shuffle, dense, inception, fire, "
-         "plain, van, got 'transformer'"),
+         "plain, van, transformer, inception_v3_a, inception_v3_b, inception_v3_c, inception_v3_d, inception_v3_e, "
+         "inception_resnet_mixed_5b, inception_resnet_a, inception_resnet_b, inception_resnet_c, "
+         "inception_resnet_reduction_b, got 'capsule'"),
         (("stages", 1, "kernal_size"), 3, "stages[1].kernal_size: unknown key; valid keys are block,"),
         (("stages", 1, "num_blocks"), "2", "stages[1].num_blocks: must be an integer, got '2'"),
         (("stages", 1, "activation"), "tanh", "stages[1].activation: must be one of relu, relu6, silu"),
@@ -69,7 +71,7 @@ def test_defaults_and_aliases_are_filled_in():
         (("widht",), 1.0, "widht: unknown key; valid keys are stages,"),
         (("dropout",), 1.5, "dropout: must be in [0, 1), got 1.5"),
         (("stem",), "vit", "stem: must be one of conv, patchify, resnet, resnet_preact, conv_pool, googlenet, "
-                           "squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, none, got 'vit'"),
+                           "squeezenet_1_0, squeezenet_1_1, alexnet, overlapping_patchify, inception, none, got 'vit'"),
     ],
 )
 def test_bad_values_name_the_field_path_and_value(path, value, expected):

@@ -6,11 +6,10 @@ import random
 import pytest
 import torch
 
-from nasscale.models.build import build
-from nasscale.models.counts import count_parameters, example_input, fvcore_macs, torch_macs
 from nasscale.spec.cost import cost, cost_breakdown
 from nasscale.spec.random_arch import random_arch
 from nasscale.spec.vocabulary import BlockType
+from tests.spec.oracles import assert_cost_matches_oracles
 
 SEEDS = range(200)
 
@@ -27,14 +26,7 @@ def one_thread():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_analytic_cost_equals_built_model_and_both_oracles(seed):
     arch = random_arch(random.Random(seed), scalable=False)
-    analytic = cost(arch)
-    model = build(arch).eval()
-    example = example_input(arch, batch_size=2)
-    assert count_parameters(model) == analytic.params
-    assert fvcore_macs(model, example) == analytic.macs
-    assert torch_macs(model, example) == analytic.macs
-    with torch.no_grad():
-        assert model(example).shape == (2, arch.num_classes)
+    assert_cost_matches_oracles(arch)
 
 
 def test_breakdown_sums_to_total():
