@@ -77,12 +77,13 @@ def figure(results: dict, curves: list[dict]):
     return shown
 
 
-def screenshot(page: Path, png: Path) -> bool:
+def screenshot(page: Path, png: Path, width: int = 1000, height: int = 560) -> bool:
+    """The page photographed by headless Chromium; False where there is none (plot_outcome.py uses it too)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         return False
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={png}", "--window-size=1000,560", "--virtual-time-budget=5000",
+                    f"--screenshot={png.resolve()}", f"--window-size={width},{height}", "--virtual-time-budget=5000",
                     page.resolve().as_uri()],
                    check=True, capture_output=True, timeout=120)
     return True
