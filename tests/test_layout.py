@@ -12,7 +12,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nasscale"
 # The stages in the order data flows; a module imports only from its own stage or the ones before it.
-STAGES = ("errors", "units", "spec", "presets", "space", "models", "evaluate", "search", "scale", "report", "cli")
+STAGES = ("errors", "units", "spec", "presets", "space", "models", "evaluate", "weights", "search", "scale", "report",
+          "cli")
 # Libraries worth keeping off a module that loads without them (an import inside a function is for these only).
 HEAVY = {"torch", "ray", "plotly", "fvcore", "optuna", "optuna_dashboard", "pandas", "numpy", "scipy", "sklearn",
          "onnx", "onnxruntime", "PIL"}

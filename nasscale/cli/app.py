@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from nasscale.cli import architecture, bench, distributed, hardware, interchange, report, scale, search, train
+from nasscale.cli import weights as weights_commands
 from nasscale.errors import NasscaleError, first_line
 
 app = typer.Typer(
@@ -66,6 +67,7 @@ COMMANDS = (
 # (name, sub-application): commands with sub-commands, ``nasscale bench build``
 GROUPS = (
     ("bench", bench.app),
+    ("weights", weights_commands.app),
 )
 for name, command, _ in COMMANDS:
     app.command(name=name)(command)

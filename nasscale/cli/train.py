@@ -35,6 +35,10 @@ def train(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N.")] = "cpu",
     stream: Annotated[bool, typer.Option(help="Read an imagefolder image by image instead of into memory.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding a streamed folder (0: this one).")] = 0,
+    init_from: Annotated[Path | None, typer.Option(help="Fine-tune: start from the weights of a run folder of the "
+                                                        "same architecture (nasscale weights import writes one); "
+                                                        "the classifier is re-initialised if the class count "
+                                                        "differs.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train an architecture fully and save its weights (state dict) and an ONNX export; a rerun resumes."""
@@ -52,7 +56,7 @@ def train(
                                 highlight=False)
 
     metrics = train_and_save(chosen, data, out, settings=settings, split_seed=split_seed, on_epoch=on_epoch,
-                             stream=stream, workers=workers)
+                             stream=stream, workers=workers, init_from=init_from)
     if as_json:
         print_json(metrics)
         return

@@ -7,15 +7,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nasscale.errors import SpecError, first_line
 from nasscale.evaluate.data import load_splits, load_test_set, parse_data_source, split_record
 from nasscale.evaluate.settings import DEFAULT_TEST_FRACTION, DEFAULT_VALIDATION_FRACTION, TrainSettings
 from nasscale.spec.arch import Arch
 from nasscale.spec.cost import cost
-from nasscale.spec.serialization import to_yaml
+from nasscale.spec.serialization import load_arch_file, to_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ METRICS_FILE = "metrics.json"
 def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: TrainSettings, split_seed: int = 0,
                    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                    test_fraction: float = DEFAULT_TEST_FRACTION, on_epoch: Callable | None = None,
-                   stream: bool = False, workers: int = 0) -> dict[str, Any]:
+                   stream: bool = False, workers: int = 0, init_from: str | Path | None = None) -> dict[str, Any]:
     """Train ``arch`` on ``data``'s training split with ``settings`` (a TrainSettings), follow it on the validation
     split, score it once on the test set, and write the four files to ``out_dir``.
 
@@ -36,7 +38,9 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
     metrics are counted there: the resolution it trains and is tested at. With ``settings.test_resolution``
     (FixRes) it is also scored there, as a second model with its own weights file and MACs. A checkpoint in
     ``out_dir`` is written after every epoch; run again, the same call resumes from it. ``stream`` reads an image
-    folder image by image in ``workers`` processes rather than into memory. Under torchrun only rank 0 writes."""
+    folder image by image in ``workers`` processes rather than into memory. Under torchrun only rank 0 writes.
+    ``init_from`` fine-tunes: the weights of a run folder (``nasscale weights import`` or an earlier run) of the
+    same architecture start the training, the classifier re-initialised where the class count differs."""
     import torch
 
     # torch: imported where needed, so this module loads without it
@@ -53,6 +57,7 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
     settings = dataclasses.replace(settings, resolution=resolution)
     torch.manual_seed(settings.seed)
     model = build(arch)
+    initialized = initialize_from(model, arch, init_from) if init_from is not None else None
     checkpoint = Checkpoint.for_run(out_dir, arch_id=arch.arch_id, data=data, settings=settings,
                                     split_seed=split_seed)
     result = train_model(model, train, validation, settings, on_epoch=on_epoch, checkpoint=checkpoint,
@@ -79,6 +84,7 @@ def train_and_save(arch: Arch, data: str, out_dir: str | Path, *, settings: Trai
         "train_images_per_second": result.train_images_per_second,
         "resumed_epochs": result.resumed_epochs,
         "input_resolution": resolution,
+        "init_from": initialized,
         "history": [[record.epoch, record.train_loss, record.validation_accuracy, record.train_size]
                     for record in result.history],
         "files": files,
@@ -171,6 +177,45 @@ def export_onnx(model, arch: Arch, resolution: int, path: Path) -> None:
     # The torch.export-based exporter, torch's default since 2.9 (the TorchScript one is deprecated).
     torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["images"], output_names=["logits"],
                       verbose=False)
+
+
+def initialize_from(model, arch: Arch, run_dir: str | Path) -> dict[str, Any]:
+    """Start ``model`` (``build(arch)``) from the weights of the run folder ``run_dir``: its arch.yaml must be
+    ``arch`` up to the class count, resolution, dropout and drop-path rate (which change no tensor); where the
+    class count differs, the classifier keeps ``model``'s fresh initialisation: the tensors whose shapes differ
+    are exactly the classifier's, as nothing else depends on the class count. Returns what was loaded, for
+    metrics.json."""
+    import torch  # torch: imported where needed, so this module loads without it
+
+    folder = Path(run_dir)
+    saved = load_arch_file(str(folder / ARCH_FILE))
+    neutral = {"resolution": arch.resolution, "dropout": arch.dropout, "drop_path_rate": arch.drop_path_rate,
+               "num_classes": arch.num_classes}
+    if saved.replace(**neutral) != arch:
+        raise SpecError("--init-from", f"{folder / ARCH_FILE} holds another architecture ({saved.arch_id}) than the "
+                                       f"one trained ({arch.arch_id}), beyond class count, resolution and dropout; "
+                                       f"pass --arch {folder / ARCH_FILE} (and data with {saved.in_channels} channels)")
+    try:
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SpecError("", "no such weights file; --init-from takes a run folder with arch.yaml and weights.pt",
+                        source=str(folder / WEIGHTS_FILE)) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise SpecError("", f"is truncated or not a state dict ({first_line(error)})",
+                        source=str(folder / WEIGHTS_FILE)) from None
+    own = model.state_dict()
+    if not isinstance(state, dict) or set(state) != set(own):
+        raise SpecError("", f"does not hold the tensors of the {ARCH_FILE} beside it",
+                        source=str(folder / WEIGHTS_FILE))
+    kept = {name: tensor for name, tensor in state.items() if tensor.shape == own[name].shape}
+    if saved.num_classes == arch.num_classes and len(kept) != len(own):
+        raise SpecError("", f"has tensors of other shapes than the {ARCH_FILE} beside it",
+                        source=str(folder / WEIGHTS_FILE))
+    model.load_state_dict(kept, strict=False)
+    logger.info("initialised from %s: %d of %d tensors (%s)", folder, len(kept), len(own),
+                "classifier re-initialised" if len(kept) < len(own) else "all")
+    return {"run": str(folder), "arch_id": saved.arch_id, "tensors_loaded": len(kept), "tensors": len(own),
+            "classifier_reinitialized": len(kept) < len(own)}
 
 
 def load_weights(arch: Arch, weights_path: str | Path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Literal, overload
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from nasscale.models.blocks import (
     mbconv_body,
     sepconv_body,
 )
+from nasscale.models.features import FeatureNetwork
 from nasscale.models.inception_blocks import build_inception_stem, build_mixed_block
 from nasscale.spec.arch import (
     Arch,
@@ -327,6 +329,18 @@ def zero_init_last_norms(model: nn.Module) -> None:
                 nn.init.zeros_(norms[-1].weight)
 
 
-def build(arch: Arch) -> Network:
-    """The PyTorch model of ``arch``: input (N, in_channels, R, R), output (N, num_classes) logits."""
-    return Network(arch)
+@overload
+def build(arch: Arch, *, features_only: Literal[False] = False) -> Network: ...
+
+
+@overload
+def build(arch: Arch, *, features_only: Literal[True], out_indices: Sequence[int] | None = None) -> FeatureNetwork: ...
+
+
+def build(arch: Arch, *, features_only: bool = False, out_indices: Sequence[int] | None = None) \
+        -> Network | FeatureNetwork:
+    """The PyTorch model of ``arch``: input (N, in_channels, R, R), output (N, num_classes) logits. With
+    ``features_only``, a backbone: the feature maps at the end of the stages in ``out_indices`` (default: the last
+    stage at each stride), described by its ``feature_info`` (``nasscale.models.features``)."""
+    network = Network(arch)
+    return FeatureNetwork(network, out_indices) if features_only else network
