@@ -67,16 +67,16 @@ Scoring runs at about five times those speeds. Hence:
   fits a 3-hour session beside other work). A short schedule, not convergence (Fashion-MNIST takes
   tens of epochs): every model gets the same one, and the comparison is at that compute.
 - **3 seeds**, the fewest with a standard deviation and a paired t-interval: 26 models per seed (B: searched,
-  random, five baselines; 2B and 4B: compound, three single-dimension, five baselines), 78 trainings, about 3 hours
-  of one core. A check of the schedule at B with 7,000 images (two seeds each): MobileNetV2 73.8 and 73.2% test accuracy (88 s of one
-  core each), ResNet-18 79.4 and 79.3% (25 s), EfficientNet-B0 52.9% (one seed, 173 s): seeds differ by well under
-  a point, models by several; under this schedule dense convolutions learn fastest.
+  random, five baselines; 2B and 4B: compound, three single-dimension, five baselines), 78 trainings. A check of
+  the schedule at B with 7,000 images (two seeds each): MobileNetV2 73.8 and 73.2% test accuracy (88 s of one core
+  each), ResNet-18 79.4 and 79.3% (25 s), EfficientNet-B0 52.9% (one seed, 173 s): seeds differ by well under a
+  point, models by several; under this schedule dense convolutions learn fastest.
 - **Search compute: 16 full proxy trainings** (4 epochs on 3,000 images, 64 epochs) per search, about 20 minutes of
   one core each; TPE with MO-ASHA fits about twice as many trials into it. The two searches run side by side (one
   core each), then the scaling solver's 4 candidates (7 minutes) and the trainings, two at a time.
-- In all about 2 hours on 2 cores (``--jobs 2``, one thread each); each baseline added (``--baselines``) about 8%
-  more. ``--quick``: one
-  seed, 2 epochs on 2,000 images (1,000 validation images), 6 trials' search compute on 1,000 images, 2 scaling
+- In all 1.7 hours on 2 cores measured (``--jobs 2``, one thread each); each baseline added (``--baselines``) about
+  8% more. ``--factors 1 --epochs 12`` (the longer-schedule check at B): 51 minutes. ``--quick``: one seed,
+  2 epochs on 2,000 images (1,000 validation images), 6 trials' search compute on 1,000 images, 2 scaling
   candidates: about 15 minutes.
 - **Recipe: fast-proxy** (Nesterov SGD, cosine, label smoothing 0.1), the default of ``nasscale train``, and the best
   at short schedules by ``benchmarks/results/progressive.json``: MobileNetV2 at 32 px, 8 epochs on 5,000
@@ -815,11 +815,12 @@ def render_section(document: dict[str, Any]) -> str:
     summary = summarize(document)
     minutes = (document.get("elapsed_seconds") or 0) / 60
     took = f"{minutes / 60:.1f} hours" if minutes >= 90 else f"{max(1, round(minutes))} minute(s)"
+    scaled = f", scaled to {', '.join(f'{f}B' for f in plan.factors[1:])}" if len(plan.factors) > 1 else ""
     lines = [
         f"**Searched and scaled against hand-designed, at equal MACs** (issue 18; `{document['command'].strip()}`, "
         f"committed in `benchmarks/results/{Path(document.get('out', RESULTS.name)).name}`; {took} on "
         f"{document['machine']}). The `{plan.space}` space searched on {plan.data} at {plan.resolution} px under "
-        f"B = {_count(plan.budget)} MACs, scaled to {', '.join(f'{f}B' for f in plan.factors[1:])}; every model "
+        f"B = {_count(plan.budget)} MACs{scaled}; every model "
         f"trained with `{plan.recipe}` for {plan.epochs} epoch{'s' if plan.epochs > 1 else ''} on "
         f"{plan.train_samples or 'all the'} training images, {plan.seeds} seed{'s' if plan.seeds > 1 else ''}; test "
         "accuracy (%) on the test set, read once per model, mean ± standard deviation over seeds; MACs at the "
@@ -866,7 +867,8 @@ def goal_sentences(summary: dict[str, Any]) -> list[str]:
                           for item in budget["comparisons"])
         parts.append(f"at {budget['factor']}B {'met' if budget['met'] else 'missed'}, compound minus {items}")
     sentences.append(f"- **Goal 2, compound scaling ahead of each single dimension at equal MACs: "
-                     f"{'met' if second['met'] else 'missed'}**: " + ("; ".join(parts) or "no results yet") + ".")
+                     f"{'met' if second['met'] else 'missed'}**: "
+                     + ("; ".join(parts) or "not measured (no scaled budget in this run)") + ".")
     third = goals["search_beats_random"]
     if "comparison" in third:
         tpe, random_search = third.get("tpe", {}), third.get("random", {})
