@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,7 @@ class _Run:
         """The model to score and deploy, its batch-norm statistics re-estimated on the epoch's first batches: the
         trained model itself, or a copy of the EMA (whose averaged statistics keep averaging)."""
         scored = self.model if self.ema is None else copy.deepcopy(self.ema.module)
-        _recalibrate_batch_norm(scored, self.batches.recalibration())
+        recalibrate_batch_norm(scored, self.batches.recalibration())
         return scored
 
     def _validate(self, model: nn.Module, resolution: int | None, epoch: int) -> tuple[float, float]:
@@ -208,8 +208,8 @@ class _Run:
         generator = torch.Generator().manual_seed(settings.seed)
         if settings.fixres_epochs:
             _fine_tune_at(fitted, settings, lambda: self.batches.epoch(generator, settings.batch_size, size=size))
-        first = islice(self.batches.epoch(generator, settings.batch_size, size=size), RECALIBRATION_BATCHES)
-        _recalibrate_batch_norm(fitted, [images for images, _ in first])
+        first = self.batches.epoch(generator, settings.batch_size, size=size)
+        recalibrate_batch_norm(fitted, (images for images, _ in first), RECALIBRATION_BATCHES)
         return fitted
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -291,26 +291,33 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _recalibrate_batch_norm(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    """Re-estimate BatchNorm statistics with the current weights before validating.
+def recalibrate_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor], count: int | None = None) -> None:
+    """Re-estimate every BatchNorm's statistics as the plain average over ``batches`` (their first ``count``), the
+    model's training mode kept.
 
-    After a few hundred steps the running averages still lag far behind the weights, so a short proxy
-    run would be judged by stale statistics (near-chance accuracy) rather than by what it learned.
-    Recalibrating on a few training batches is the usual remedy in NAS evaluation.
+    After a few hundred steps the running averages still lag far behind the weights, and a supernet's mix every
+    sub-network's (Cai et al. 2020, section 3.4): a network scored with them would be judged by stale statistics
+    (near-chance accuracy) rather than by what it learned. Recalibrating on a few training batches is the usual
+    remedy in NAS evaluation.
     """
     norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not batches:
+    batches = iter(islice(batches, count))
+    first = next(batches, None)
+    if not norms or first is None:  # no batch: the statistics stay as they are rather than reset to none
         return
-    momenta = [module.momentum for module in norms]
+    momenta, training = [module.momentum for module in norms], model.training
     for module in norms:
         module.reset_running_stats()
         module.momentum = None  # a cumulative average over the recalibration batches
     model.train()
-    with torch.no_grad():
-        for images in batches:
-            model(images)
-    for module, momentum in zip(norms, momenta, strict=True):
-        module.momentum = momentum
+    try:
+        with torch.no_grad():
+            for images in chain([first], batches):
+                model(images)
+    finally:
+        for module, momentum in zip(norms, momenta, strict=True):
+            module.momentum = momentum
+        model.train(training)
 
 
 def evaluate_model(model: nn.Module, dataset: AnyDataset, settings: TrainSettings, *, resolution: int | None = None,
